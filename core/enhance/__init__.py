@@ -1,0 +1,5 @@
+"""Inference: the `Enhancer` and its engines."""
+
+from enhancer.enhance.enhancer import Enhancer
+
+__all__ = ["Enhancer"]

@@ -1,0 +1,220 @@
+"""Generation engines behind `Enhancer`: `transformers` (batched, CPU or GPU), `openai` (any OpenAI-compatible chat
+endpoint) and `vllm` (GPU; imported only when chosen).
+
+Every engine has one method, `generate(conversations, *, n, seed, temperature, max_new_tokens)`, returning one
+item per conversation: a `Generation` (n texts) or the exception that stopped that conversation, so one
+failure never sinks the rest of a batch.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+ENGINES = ("transformers", "openai", "vllm")
+
+
+class EngineUnavailableError(RuntimeError):
+    """The engine cannot run here (a package or a GPU is missing)."""
+
+
+@dataclass
+class Generation:
+    texts: list[str]
+    truncated: list[bool] = field(default_factory=list)  # True where max_new_tokens cut the text
+
+
+def check_engine(engine: str) -> str:
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; valid engines: {', '.join(ENGINES)}")
+    return engine
+
+
+class TransformersEngine:
+    """Batched `model.generate` with left padding; prompts are sorted by length so batches pad little."""
+
+    name = "transformers"
+
+    def __init__(
+        self,
+        model_path: str,
+        adapter: str | None = None,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        batch_size: int = 16,
+        repetition_penalty: float = 1.1,  # SmolLM-sized models loop without it
+        top_p: float = 0.9,
+    ):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        torch_dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if self.device == "cuda" else torch.float32)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype)
+        if adapter:
+            from peft import PeftModel
+
+            # Merging folds the LoRA update into the base weights: inference then costs the same as the base.
+            model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        self.model = model.to(self.device).eval()
+        self.batch_size = batch_size
+        self.repetition_penalty = repetition_penalty
+        self.top_p = top_p
+
+    def render(self, conversation: list[dict[str, str]]) -> str:
+        if self.tokenizer.chat_template:
+            return self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+        return "\n\n".join(message["content"] for message in conversation)  # base models: plain completion
+
+    def generate(self, conversations, *, n=1, seed=0, temperature=0.7, max_new_tokens=256):
+        import torch
+
+        texts = [self.render(c) for c in conversations]
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        results: list[Generation | Exception | None] = [None] * len(texts)
+        torch.manual_seed(seed)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            try:
+                generated = self._generate_batch([texts[i] for i in batch], n, temperature, max_new_tokens)
+            except Exception as error:  # e.g. out of memory on one batch: the others still run
+                generated = [error] * len(batch)
+            for index, item in zip(batch, generated, strict=True):
+                results[index] = item
+        return results
+
+    def _generate_batch(self, texts, n, temperature, max_new_tokens):
+        import torch
+
+        encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        sampling = temperature > 0
+        with torch.inference_mode():
+            output = self.model.generate(
+                **encoded,
+                do_sample=sampling,
+                temperature=temperature if sampling else None,
+                top_p=self.top_p if sampling else None,
+                top_k=None,
+                repetition_penalty=self.repetition_penalty,
+                max_new_tokens=max_new_tokens,
+                num_return_sequences=n,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+        new_tokens = output[:, encoded["input_ids"].shape[1] :]
+        eos_ids = self.model.generation_config.eos_token_id
+        eos_ids = set(eos_ids if isinstance(eos_ids, list) else [eos_ids])
+        decoded = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        finished = [any(int(t) in eos_ids for t in row) for row in new_tokens]
+        return [
+            Generation(decoded[i * n : (i + 1) * n], [not f for f in finished[i * n : (i + 1) * n]])
+            for i in range(len(texts))
+        ]
+
+
+class OpenAIEngine:
+    """Any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM's server, llama.cpp's server, Ollama...).
+
+    Requests run concurrently; the SDK retries each one `retries` times with backoff, after which the
+    conversation's item is the error (the Enhancer then falls back to the original prompt, with the reason).
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str | None,
+        base_url: str | None,
+        *,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        retries: int = 2,
+        concurrency: int = 8,
+    ):
+        from openai import OpenAI
+
+        api_key = api_key or os.environ.get("ENHANCER_API_KEY") or os.environ.get("OPENAI_API_KEY") or "none"
+        self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=retries)
+        self.model = model
+        self.concurrency = concurrency
+
+    def _model_name(self) -> str:
+        if not self.model:  # ask the server what it serves, as a local server usually serves exactly one model
+            served = [m.id for m in self.client.models.list()]
+            if not served:
+                raise RuntimeError("the endpoint lists no models: pass --model with the served model's name")
+            self.model = served[0]
+        return self.model
+
+    def generate(self, conversations, *, n=1, seed=0, temperature=0.7, max_new_tokens=256):
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(lambda c: self._one(c, n, seed, temperature, max_new_tokens), conversations))
+
+    def _one(self, conversation, n, seed, temperature, max_new_tokens):
+        try:
+            model = self._model_name()
+            texts: list[str] = []
+            truncated: list[bool] = []
+            while len(texts) < n:  # some servers ignore `n` and return one choice
+                response = self.client.chat.completions.create(
+                    model=model,
+                    messages=conversation,
+                    n=n - len(texts),
+                    seed=seed + len(texts),
+                    temperature=temperature,
+                    max_tokens=max_new_tokens,
+                )
+                if not response.choices:
+                    raise RuntimeError("the endpoint returned no choices")
+                for choice in response.choices:
+                    texts.append(choice.message.content or "")
+                    truncated.append(choice.finish_reason == "length")
+            return Generation(texts[:n], truncated[:n])
+        except Exception as error:
+            return error
+
+
+class VLLMEngine:
+    """vLLM offline inference on a GPU (`pip install 'enhancer[gpu]'`), with the adapter as a LoRA request."""
+
+    name = "vllm"
+
+    def __init__(self, model_path: str, adapter: str | None = None, *, max_lora_rank: int = 64, **llm_options):
+        try:
+            from vllm import LLM, SamplingParams
+            from vllm.lora.request import LoRARequest
+        except ImportError as error:
+            raise EngineUnavailableError(
+                f"the vllm engine needs vLLM and a CUDA GPU ({error}): install it with "
+                "`pip install 'enhancer[gpu]'` on a GPU machine, or use --engine transformers"
+            ) from error
+        self._sampling_params = SamplingParams
+        self.llm = LLM(model=model_path, enable_lora=adapter is not None, max_lora_rank=max_lora_rank, **llm_options)
+        self.lora = LoRARequest("enhancer-adapter", 1, adapter) if adapter else None
+
+    def generate(self, conversations, *, n=1, seed=0, temperature=0.7, max_new_tokens=256):
+        params = self._sampling_params(
+            n=n, temperature=temperature, top_p=0.9, repetition_penalty=1.1, max_tokens=max_new_tokens, seed=seed
+        )
+        try:
+            outputs = self.llm.chat(conversations, params, lora_request=self.lora, use_tqdm=False)
+        except Exception as error:
+            return [error] * len(conversations)
+        return [
+            Generation([o.text for o in out.outputs], [o.finish_reason == "length" for o in out.outputs])
+            for out in outputs
+        ]
+
+
+def timed(function, *args, **kwargs):
+    started = time.perf_counter()
+    value = function(*args, **kwargs)
+    return value, time.perf_counter() - started

@@ -1,0 +1,178 @@
+"""`Enhancer`: load a model once, enhance one prompt or thousands.
+
+from enhancer import Enhancer
+enhancer = Enhancer.load()                                   # embedded model on CPU
+print(enhancer.enhance("a cat on a skateboard", target="wan").enhanced)
+rows = enhancer.enhance(["a fox", "", "rain on a window"])   # the empty one is a status "error" row
+
+Enhancer.load(model="Qwen/Qwen2.5-7B-Instruct", engine="vllm")                 # GPU
+Enhancer.load(model="my-model", engine="openai", base_url="http://127.0.0.1:8000/v1")
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from collections.abc import Sequence
+
+from enhancer.contracts import Enhancement
+from enhancer.enhance.engines import (
+    Generation,
+    OpenAIEngine,
+    TransformersEngine,
+    VLLMEngine,
+    check_engine,
+)
+from enhancer.models import EMBEDDED, resolve_model
+from enhancer.prompts import (
+    build_messages,
+    build_negative_messages,
+    check_prompt,
+    clean_negative,
+    clean_output,
+    get_profile,
+    looks_degenerate,
+)
+
+DEFAULT_TEMPERATURE = 0.7
+TOKENS_PER_WORD = 1.4  # English prose in Llama/Qwen-style tokenizers, plus room for punctuation and labels
+
+
+def max_tokens_for(profile) -> int:
+    """Enough new tokens for the profile's word budget, so an output ends on its own but a loop stops early."""
+    return int(profile.budget_words() * TOKENS_PER_WORD) + 24
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+class Enhancer:
+    def __init__(self, engine, model_label: str, temperature: float, max_new_tokens: int | None):
+        self.engine = engine
+        self.model_label = model_label
+        self.temperature = temperature
+        self.max_new_tokens = max_new_tokens
+
+    @classmethod
+    def load(
+        cls,
+        model: str = EMBEDDED,
+        adapter: str | None = None,
+        engine: str = "transformers",
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        device: str | None = None,
+        dtype: str | None = None,
+        batch_size: int = 16,
+        temperature: float = DEFAULT_TEMPERATURE,
+        max_new_tokens: int | None = None,
+        timeout: float = 60.0,
+        retries: int = 2,
+        log=_stderr,
+    ) -> Enhancer:
+        check_engine(engine)
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if max_new_tokens is not None and max_new_tokens < 8:
+            raise ValueError(f"max_new_tokens must be at least 8, got {max_new_tokens}")
+        if engine == "openai":
+            if not base_url:
+                raise ValueError("the openai engine needs --base-url, e.g. http://127.0.0.1:8000/v1")
+            served = None if model == EMBEDDED else model
+            backend = OpenAIEngine(served, base_url, api_key=api_key, timeout=timeout, retries=retries)
+            return cls(backend, model if served else f"openai:{base_url}", temperature, max_new_tokens)
+        resolved = resolve_model(model, adapter, log=log)
+        if engine == "vllm":
+            backend = VLLMEngine(resolved.path, resolved.adapter)
+        else:
+            backend = TransformersEngine(
+                resolved.path, resolved.adapter, device=device, dtype=dtype, batch_size=batch_size
+            )
+        return cls(backend, resolved.label, temperature, max_new_tokens)
+
+    def enhance(
+        self,
+        prompt: str | Sequence[str],
+        target: str = "generic",
+        n: int = 1,
+        seed: int | None = None,
+        negative: bool = False,
+        temperature: float | None = None,
+        max_new_tokens: int | None = None,
+    ) -> Enhancement | list[Enhancement]:
+        """Enhance one prompt (returns an Enhancement; bad input raises ValueError) or a list (returns a list;
+        a bad item becomes a status "error" row and the others go on)."""
+        profile = get_profile(target)
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        single = isinstance(prompt, str)
+        if single:
+            check_prompt(prompt)
+        prompts = [prompt] if single else list(prompt)
+        seed = random.randrange(2**31) if seed is None else int(seed)
+        temperature = self.temperature if temperature is None else temperature
+        max_new_tokens = max_new_tokens or self.max_new_tokens or max_tokens_for(profile)
+        common = dict(model=self.model_label, target=target, seed=seed)
+
+        results: list[Enhancement | None] = [None] * len(prompts)
+        valid: list[tuple[int, str]] = []
+        for index, item in enumerate(prompts):
+            try:
+                valid.append((index, check_prompt(item)))
+            except ValueError as error:
+                results[index] = Enhancement(
+                    prompt=str(item), enhanced="", status="error", message=str(error), **common
+                )
+
+        started = time.perf_counter()
+        generations = self.engine.generate(
+            [build_messages(text, target) for _, text in valid],
+            n=n,
+            seed=seed,
+            temperature=temperature,
+            max_new_tokens=max_new_tokens,
+        )
+        for (index, text), generation in zip(valid, generations, strict=True):
+            results[index] = self._to_enhancement(text, generation, profile, common)
+
+        if negative:
+            done = [r for r in results if r is not None and r.status != "error"]
+            negatives = self.engine.generate(
+                [build_negative_messages(r.enhanced) for r in done],
+                n=1,
+                seed=seed,
+                temperature=temperature,
+                max_new_tokens=64,
+            )
+            for row, generation in zip(done, negatives, strict=True):
+                if isinstance(generation, Generation) and generation.texts:
+                    row.negative = clean_negative(generation.texts[0]) or None
+                if row.negative is None:
+                    row.message = (row.message + "; " if row.message else "") + "no negative prompt produced"
+
+        share = (time.perf_counter() - started) / max(len(valid), 1)
+        for row in results:
+            if row is not None and row.status != "error":
+                row.seconds = round(share, 3)
+        return results[0] if single else results  # type: ignore[return-value]
+
+    def _to_enhancement(self, text, generation, profile, common) -> Enhancement:
+        if isinstance(generation, Exception):
+            reason = f"{self.engine.name} engine failed: {type(generation).__name__}: {generation}"
+            return Enhancement(prompt=text, enhanced=text, status="fallback", message=reason, **common)
+        variants, problems = [], []
+        truncated_flags = generation.truncated or [False] * len(generation.texts)
+        for raw, truncated in zip(generation.texts, truncated_flags, strict=True):
+            cleaned = clean_output(raw, profile, truncated=truncated)
+            problem = looks_degenerate(cleaned.text)
+            if problem:
+                problems.append(problem)
+            else:
+                variants.append(cleaned.text)
+        if not variants:
+            reason = "model output unusable: " + "; ".join(sorted(set(problems)))
+            return Enhancement(prompt=text, enhanced=text, status="fallback", message=reason, **common)
+        return Enhancement(prompt=text, enhanced=variants[0], variants=variants, **common)

@@ -1,0 +1,87 @@
+"""Policy trainer "trl_grpo": TRL's GRPOTrainer with the core's rollout as its reward function.
+
+Each step samples `samples_per_prompt` enhancements for `prompts_per_step` RL prompts; the rollout turns every
+one into a video and a reward, and GRPO raises the likelihood of the enhancements that beat their group's
+mean. LoRA training continues the stage-1 adapter. On CPU: `use_cpu=True, bf16=False` (set automatically).
+
+    enhancer run --backend synthetic --reward keep,length --trainer trl_grpo
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from enhancer import hookimpl
+from enhancer.prompts import build_messages
+from enhancer.rollout import BudgetExceeded
+
+
+class GRPOPolicyTrainer:
+    """TRL GRPOTrainer; rewards come from the core's rollout (video backend + scorers)."""
+
+    name = "trl_grpo"
+
+    def __init__(self, beta: float = 0.0, save_steps: int = 10, logging_steps: int = 1):
+        self.beta = beta  # KL weight to the starting policy; 0 (TRL's default) needs no reference model
+        self.save_steps = save_steps
+        self.logging_steps = logging_steps
+
+    def train(self, policy, dataset, rollout, config) -> str:
+        import torch
+        from datasets import Dataset
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from trl import GRPOConfig, GRPOTrainer
+
+        out_dir = Path(config.out) / "stage2"
+        use_cpu = not torch.cuda.is_available()
+        tokenizer = AutoTokenizer.from_pretrained(policy.model_path)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(
+            policy.model_path, dtype=torch.float32 if use_cpu else torch.bfloat16
+        )
+        if policy.adapter:
+            model = PeftModel.from_pretrained(model, policy.adapter, is_trainable=True)
+        rl = config.rl
+        rows = [{"prompt": build_messages(p, policy.target), "simple_prompt": p} for p in dataset]
+        args = GRPOConfig(
+            output_dir=str(out_dir / "checkpoints"),
+            max_steps=rl.max_steps,
+            per_device_train_batch_size=rl.prompts_per_step * rl.samples_per_prompt,
+            num_generations=rl.samples_per_prompt,
+            gradient_accumulation_steps=1,
+            learning_rate=rl.learning_rate,
+            temperature=rl.temperature,
+            max_completion_length=rl.max_new_tokens,
+            beta=self.beta,
+            logging_steps=self.logging_steps,
+            save_steps=self.save_steps,
+            seed=config.seed,
+            report_to="none",
+            use_cpu=use_cpu,
+            bf16=not use_cpu,
+            disable_tqdm=True,
+        )
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=rollout.as_reward_function(),
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=tokenizer,
+        )
+        resume = any((out_dir / "checkpoints").glob("checkpoint-*"))
+        try:
+            trainer.train(resume_from_checkpoint=True if resume else None)
+        except BudgetExceeded as stop:
+            print(f"enhancer: stage 2 stopped before the budget: {stop}", file=sys.stderr)
+        final = out_dir / "adapter"
+        trainer.save_model(str(final))
+        tokenizer.save_pretrained(str(final))
+        return str(final)
+
+
+@hookimpl
+def enhancer_policy_trainers():
+    return {"trl_grpo": GRPOPolicyTrainer}
