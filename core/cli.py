@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 from enhancer.prompts import PROFILES
@@ -98,6 +99,9 @@ def enhance(
 
     if (prompt is None) == (input_path is None):
         raise click.UsageError("give either a PROMPT or --input FILE")
+    if input_path not in (None, "-") and not Path(input_path).is_file():
+        reason = "is a directory; give a .txt or .jsonl file" if Path(input_path).is_dir() else "no such file"
+        raise click.UsageError(f"--input {input_path}: {reason}")
     if prompt is not None:
         try:
             check_prompt(prompt)

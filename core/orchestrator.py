@@ -11,6 +11,7 @@ traces.jsonl, summary.json. Plugin names are checked before any model loads.
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 from enhancer.config import RunConfig
 from enhancer.data import load_pairs, load_prompts
 from enhancer.models import resolve_model
-from enhancer.registry import PluginRegistry
+from enhancer.registry import PluginError, PluginRegistry
 from enhancer.rollout import Budget, Rollout
 
 
@@ -44,11 +45,15 @@ def run(config: RunConfig | str | None = None, registry: PluginRegistry | None =
     elif overrides:
         config = RunConfig.from_dict({**config.to_dict(), **overrides})
     started = time.perf_counter()
-    registry = registry or PluginRegistry.load(extra_modules=config.plugins)
-    for module in config.plugins:
-        if not registry.manager.has_plugin(module):
-            registry.register_module(module)
-            registry._collect()
+    if registry is None:
+        registry = PluginRegistry.load(extra_modules=config.plugins)
+    else:
+        for module in config.plugins:
+            if not registry.manager.has_plugin(module):
+                registry.register(importlib.import_module(module), module, "--plugin")
+    failed = [b for b in registry.broken if b.plugin in config.plugins]
+    if failed:  # the user asked for these modules by name: running without them would surprise
+        raise PluginError("; ".join(f"--plugin {b.plugin}: {b.error}" for b in failed))
     # Fail on a wrong name now, with the registered names, not after an hour of stage 1.
     registry.get("backend", config.backend)
     for name in config.rewards:

@@ -89,10 +89,10 @@ PROFILES: dict[str, TargetProfile] = {
             "cogvideox",
             "paragraph",
             60,
-            160,
+            200,
             max_tokens=226,
             tokens_per_word=1.35,
-            advice="Write one dense paragraph; it must stay under 160 words.",
+            advice="Write one dense paragraph; CogVideoX reads only its first 226 T5 tokens.",
         ),
         TargetProfile(
             "hunyuan",

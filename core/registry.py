@@ -73,14 +73,25 @@ class PluginRegistry:
         return registry
 
     def _load_entry_points(self) -> None:
-        seen = set()
+        seen: dict[str, str] = {}  # entry-point name -> the distribution that registered it
         for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            # The same distribution can be visible twice (an editable install plus a build dir); load it once.
-            if entry_point.name in seen:
-                continue
-            seen.add(entry_point.name)
             dist = getattr(entry_point, "dist", None)
             source = f"{dist.name} {dist.version}" if dist is not None else entry_point.value
+            owner = dist.name if dist is not None else entry_point.value
+            if entry_point.name in seen:
+                # The same distribution seen twice (say an editable install and a build folder) loads once;
+                # another distribution using the same name is a clash that must not pass silently.
+                if seen[entry_point.name] != owner:
+                    self.broken.append(
+                        BrokenPlugin(
+                            entry_point.name,
+                            source,
+                            f"entry-point name {entry_point.name!r} is already used by "
+                            f"{seen[entry_point.name]}; ignored (rename one of them)",
+                        )
+                    )
+                continue
+            seen[entry_point.name] = owner
             try:
                 plugin = entry_point.load()
             except Exception as error:  # a third-party import error must not take the core down
@@ -104,10 +115,22 @@ class PluginRegistry:
 
     def _register(self, plugin: Any, name: str, source: str) -> None:
         if self.manager.has_plugin(name):
+            if self.manager.get_plugin(name) is not plugin:
+                self.broken.append(
+                    BrokenPlugin(
+                        name,
+                        source,
+                        f"plugin name {name!r} is already registered by {self._sources.get(name, '?')}; ignored",
+                    )
+                )
             return
         try:
             self.manager.register(plugin, name=name)
-        except Exception as error:  # e.g. a hookimpl with a misspelled hook name or wrong arguments
+            # A hookimpl whose name matches no hook spec (a typo) is only found by check_pending.
+            self.manager.check_pending()
+        except Exception as error:  # a misspelled hook name or wrong hook arguments
+            if self.manager.has_plugin(name):
+                self.manager.unregister(name=name)
             self.broken.append(BrokenPlugin(name, source, f"{type(error).__name__}: {error}"))
             return
         self._sources[name] = source

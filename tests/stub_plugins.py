@@ -88,27 +88,32 @@ class StubTrainer:
             prompts = [dataset[(start + i) % len(dataset)] for i in range(config.rl.prompts_per_step)]
             simple = [p for p in prompts for _ in range(config.rl.samples_per_prompt)]
             texts = [
-                tokenizer.apply_chat_template(build_messages(p, policy.target), tokenize=False,
-                                              add_generation_prompt=True)
+                tokenizer.apply_chat_template(
+                    build_messages(p, policy.target), tokenize=False, add_generation_prompt=True
+                )
                 for p in simple
             ]
             encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             with torch.no_grad():
-                output = model.generate(**encoded, do_sample=True, max_new_tokens=self.max_new_tokens,
-                                        pad_token_id=tokenizer.pad_token_id)
-            completion_ids = output[:, encoded["input_ids"].shape[1]:]
+                output = model.generate(
+                    **encoded, do_sample=True, max_new_tokens=self.max_new_tokens, pad_token_id=tokenizer.pad_token_id
+                )
+            completion_ids = output[:, encoded["input_ids"].shape[1] :]
             completions = tokenizer.batch_decode(completion_ids, skip_special_tokens=True)
             rewards = rollout(simple, completions)
             values = torch.tensor([r if r is not None else 0.0 for r in rewards])
             advantages = values - values.mean()
-            logits = model(output, attention_mask=torch.ones_like(output)).logits[:, encoded["input_ids"].shape[1] - 1:-1]
+            logits = model(output, attention_mask=torch.ones_like(output)).logits[
+                :, encoded["input_ids"].shape[1] - 1 : -1
+            ]
             logprobs = torch.log_softmax(logits, -1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1).sum(-1)
             loss = -(advantages * logprobs).mean() - 1e-3 * logprobs.mean()  # small likelihood term: never a zero grad
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            record["steps"].append({"simple": simple, "completions": completions, "rewards": rewards,
-                                    "loss": loss.item()})
+            record["steps"].append(
+                {"simple": simple, "completions": completions, "rewards": rewards, "loss": loss.item()}
+            )
         record["changed"] = any(not torch.equal(a, b.detach()) for a, b in zip(before, trainable, strict=True))
         out = Path(config.out) / "stage2" / "adapter"
         model.save_pretrained(out)

@@ -61,7 +61,9 @@ def test_two_stage_loop_offline(tiny_model_dir, tmp_path):
     traces = [json.loads(line) for line in (out / "traces.jsonl").read_text().splitlines()]
     assert len(traces) == 2 * 2 * 2
     assert [t["step"] for t in traces] == [0, 0, 0, 0, 1, 1, 1, 1]
-    backend_calls = [json.loads(line) for line in (out / "videos" / "stub_backend_calls.jsonl").read_text().splitlines()]
+    backend_calls = [
+        json.loads(line) for line in (out / "videos" / "stub_backend_calls.jsonl").read_text().splitlines()
+    ]
     assert {c["prompt"] for c in backend_calls} == {t["detailed_prompt"] for t in traces}
     keep = KeepScorer()
     for trace, step_completion in zip(traces, [c for s in record["steps"] for c in s["completions"]], strict=True):
@@ -73,8 +75,18 @@ def test_two_stage_loop_offline(tiny_model_dir, tmp_path):
         assert trace["reward"] == pytest.approx(sum(w * s for w, s in parts) / sum(w for w, _ in parts))
         frames = read_frames(trace["video_path"])
         assert frames.shape[1:] == (16, 16, 3)
-        assert set(trace) >= {"step", "simple_prompt", "detailed_prompt", "reward", "rewards", "seed", "video_path",
-                              "backend", "latency_s", "cost_usd"}
+        assert set(trace) >= {
+            "step",
+            "simple_prompt",
+            "detailed_prompt",
+            "reward",
+            "rewards",
+            "seed",
+            "video_path",
+            "backend",
+            "latency_s",
+            "cost_usd",
+        }
     returned = [r for s in record["steps"] for r in s["rewards"]]
     assert returned == [t["reward"] for t in traces]
 
@@ -102,8 +114,12 @@ def test_rerun_skips_finished_stage1_and_reuses_videos(tiny_model_dir, tmp_path)
 def test_budget_stops_before_the_cap(tiny_model_dir, tmp_path):
     from enhancer.rollout import BudgetExceeded
 
-    config = _config(tiny_model_dir, tmp_path / "run", backend_options={"cost_per_video": 0.5},
-                     rl={"max_steps": 3, "prompts_per_step": 1, "samples_per_prompt": 2, "max_cost_usd": 1.5})
+    config = _config(
+        tiny_model_dir,
+        tmp_path / "run",
+        backend_options={"cost_per_video": 0.5},
+        rl={"max_steps": 3, "prompts_per_step": 1, "samples_per_prompt": 2, "max_cost_usd": 1.5},
+    )
     with pytest.raises(BudgetExceeded, match="max_cost_usd=1.5"):
         run(config)  # the stub trainer does not catch it; trl_grpo does and checkpoints
     traces = [json.loads(line) for line in (tmp_path / "run" / "traces.jsonl").read_text().splitlines()]
@@ -118,9 +134,24 @@ def test_unknown_plugin_names_fail_before_any_model_loads(tmp_path):
 
 def test_cli_run_reports_unknown_trainer(cli_env, tmp_path):
     result = subprocess.run(
-        [str(BIN / "enhancer"), "run", "--backend", "stub_video", "--reward", "stub_score", "--trainer", "ppo_typo",
-         "--plugin", "stub_plugins", "--out", str(tmp_path)],
-        capture_output=True, text=True, env=cli_env, timeout=120,
+        [
+            str(BIN / "enhancer"),
+            "run",
+            "--backend",
+            "stub_video",
+            "--reward",
+            "stub_score",
+            "--trainer",
+            "ppo_typo",
+            "--plugin",
+            "stub_plugins",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=120,
     )
     assert result.returncode == 2
     assert "no trainer named 'ppo_typo'" in result.stderr

@@ -154,7 +154,10 @@ class Enhancer:
                     row.message = (row.message + "; " if row.message else "") + "no negative prompt produced"
 
         share = (time.perf_counter() - started) / max(len(valid), 1)
+        served = getattr(self.engine, "model", None)  # the openai engine learns the served name on first use
         for row in results:
+            if isinstance(served, str) and served:
+                row.model = served
             if row is not None and row.status != "error":
                 row.seconds = round(share, 3)
         return results[0] if single else results  # type: ignore[return-value]
