@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import click
+
 from enhancer.prompts import PROFILES
 
 

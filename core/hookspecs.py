@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pluggy
+
 from enhancer.contracts import PolicyTrainer, RewardScorer, VideoBackend
 
 hookspec = pluggy.HookspecMarker("enhancer")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import pluggy
+
 from enhancer import hookspecs
 
 ENTRY_POINT_GROUP = "enhancer"

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+
 from enhancer import Video, hookimpl
 from enhancer.video import read_frames, stable_seed, write_mp4
 
@@ -70,9 +71,10 @@ class StubTrainer:
 
     def train(self, policy, dataset, rollout, config):
         import torch
-        from enhancer.prompts import build_messages
         from peft import PeftModel
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from enhancer.prompts import build_messages
 
         torch.manual_seed(config.seed)
         tokenizer = AutoTokenizer.from_pretrained(policy.model_path)

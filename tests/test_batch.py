@@ -6,7 +6,6 @@ import json
 import subprocess
 
 from chat_server import ChatServer
-
 from conftest import BIN
 
 

@@ -8,11 +8,11 @@ import subprocess
 import time
 
 import pytest
-from chat_server import ChatServer, reply_for
 
 from enhancer.enhance import Enhancer
 from enhancer.enhance.engines import EngineUnavailableError, VLLMEngine
 
+from chat_server import ChatServer, reply_for
 from conftest import BIN
 
 

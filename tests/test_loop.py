@@ -8,14 +8,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BIN, REPO
+from safetensors.torch import load_file
+
 from enhancer import run
 from enhancer.config import RunConfig
 from enhancer.contracts import Sample
 from enhancer.plugins.text_rewards import KeepScorer
 from enhancer.registry import UnknownPluginError
 from enhancer.video import read_frames
-from safetensors.torch import load_file
+
+from conftest import BIN, REPO
 from stub_plugins import known_score
 
 

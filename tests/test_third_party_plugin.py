@@ -14,8 +14,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import BIN, REPO
+
 from enhancer.video import read_frames
+
+from conftest import BIN, REPO
 
 EXAMPLE = REPO / "examples" / "third_party_plugin"
 EXAMPLE_PACKAGE = "enhancer-example-plugin 0.1.0"

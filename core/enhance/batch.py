@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from enhancer.contracts import Enhancement
 from tqdm import tqdm
+
+from enhancer.contracts import Enhancement
 
 
 @dataclass

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from enhancer import Video, hookimpl
 from enhancer.video import parse_size, stable_seed, write_mp4
 

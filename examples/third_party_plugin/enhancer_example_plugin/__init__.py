@@ -19,8 +19,9 @@ import asyncio
 import time
 from pathlib import Path
 
-import enhancer
 import numpy as np
+
+import enhancer
 from enhancer.video import parse_size, stable_seed, write_mp4
 
 __version__ = "0.1.0"
