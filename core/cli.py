@@ -68,6 +68,8 @@ def main() -> None:
     help="Cap on generated tokens (default: fits the target's word budget).",
 )
 @click.option("--negative", is_flag=True, help="Also write a negative prompt.")
+@click.option("--prompt-format", type=click.Choice(["chat", "original"]), default="chat", show_default=True,
+              help="'original': the research project's plain 'Input: ...\\nOutput:' text, for its checkpoints.")
 @click.option(
     "--batch-size",
     type=click.IntRange(1, 512),
@@ -91,6 +93,7 @@ def enhance(
     temperature,
     max_new_tokens,
     negative,
+    prompt_format,
     batch_size,
 ):
     """Enhance PROMPT, or every prompt in --input."""
@@ -117,6 +120,7 @@ def enhance(
         batch_size=batch_size,
         temperature=temperature,
         max_new_tokens=max_new_tokens,
+        prompt_format=prompt_format,
     )
     options = dict(target=target, n=n, seed=seed, negative=negative)
     if prompt is not None:

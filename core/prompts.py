@@ -159,9 +159,19 @@ def user_message(simple: str, profile: TargetProfile) -> str:
     return f"{profile.advice} {shape}\nIdea: {simple}"
 
 
-def build_messages(simple: str, target: str = "generic") -> list[dict[str, str]]:
-    """The chat conversation that asks a model to enhance `simple` for `target`."""
+PROMPT_FORMATS = ("chat", "original")
+
+
+def build_messages(simple: str, target: str = "generic", prompt_format: str = "chat") -> list[dict[str, str]]:
+    """The conversation that asks a model to enhance `simple` for `target`.
+
+    `prompt_format="original"` gives the research project's plain completion text ("Input: ...\nOutput:") as a
+    single message with role "completion", which engines send as raw text, for checkpoints trained on it."""
     profile = get_profile(target)
+    if prompt_format == "original":
+        return [{"role": "completion", "content": ORIGINAL_FORMAT.format(simple=simple)}]
+    if prompt_format != "chat":
+        raise ValueError(f"unknown prompt format {prompt_format!r}; valid formats: {', '.join(PROMPT_FORMATS)}")
     return [
         {"role": "system", "content": SYSTEM_INSTRUCTION},
         {"role": "user", "content": user_message(simple, profile)},
@@ -206,6 +216,9 @@ def clean_output(raw: str, profile: TargetProfile, truncated: bool = False) -> C
     the token limit; trim to the profile's word budget at a sentence end. `notes` says what was changed."""
     notes: list[str] = []
     text = raw.replace("\r\n", "\n").strip()
+    if "\nInput:" in text:  # a completion-format model going on to invent the next example
+        text = text.split("\nInput:")[0].strip()
+        notes.append("next example")
     for special in ("<|im_end|>", "<|endoftext|>", "</s>", "<|eot_id|>"):
         if special in text:
             text = text.split(special)[0].strip()

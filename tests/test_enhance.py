@@ -11,6 +11,7 @@ import pytest
 
 from enhancer.enhance import Enhancer
 from enhancer.enhance.engines import EngineUnavailableError, VLLMEngine
+from enhancer.prompts import build_messages
 
 from chat_server import ChatServer, reply_for
 from conftest import BIN
@@ -218,3 +219,10 @@ def test_embedded_model_enhances_the_fox(embedded_dir):
     assert len(text.split()) >= 40, text
     assert "fox" in text.lower()
     assert seconds < 40, f"took {seconds:.1f} s (acceptance: under 20 s on an idle 2-core machine)"
+
+
+def test_original_format_is_sent_as_raw_text(tiny_model_dir):
+    enhancer = Enhancer.load(model=str(tiny_model_dir), prompt_format="original", max_new_tokens=8)
+    assert enhancer.engine.render(build_messages("a fox", prompt_format="original")) == "Input: a fox\nOutput:"
+    row = enhancer.enhance("a fox", seed=0)
+    assert row.status in ("ok", "fallback")

@@ -136,3 +136,12 @@ def test_degenerate_outputs_are_named():
 def test_negative_prompt_is_a_short_unique_list():
     raw = "Negative prompt: blurry, extra legs, Blurry, watermark; text overlay, a very long phrase that is not a term"
     assert clean_negative(raw) == "blurry, extra legs, watermark, text overlay"
+
+
+def test_original_projects_completion_format():
+    messages = build_messages("a fox in the snow", prompt_format="original")
+    assert messages == [{"role": "completion", "content": "Input: a fox in the snow\nOutput:"}]
+    cleaned = clean_output(" A red fox pounces into deep snow at dawn.\nInput: a cat\nOutput: A cat", GENERIC)
+    assert cleaned.text == "A red fox pounces into deep snow at dawn." and "next example" in cleaned.notes
+    with pytest.raises(ValueError, match="valid formats: chat, original"):
+        build_messages("a fox", prompt_format="alpaca")

@@ -71,6 +71,8 @@ class TransformersEngine:
         self.top_p = top_p
 
     def render(self, conversation: list[dict[str, str]]) -> str:
+        if conversation[0]["role"] == "completion":  # the original project's plain "Input:/Output:" text
+            return conversation[0]["content"]
         if self.tokenizer.chat_template:
             return self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
         return "\n\n".join(message["content"] for message in conversation)  # base models: plain completion
@@ -166,7 +168,7 @@ class OpenAIEngine:
             while len(texts) < n:  # some servers ignore `n` and return one choice
                 response = self.client.chat.completions.create(
                     model=model,
-                    messages=conversation,
+                    messages=[{**m, "role": "user"} if m["role"] == "completion" else m for m in conversation],
                     n=n - len(texts),
                     seed=seed + len(texts),
                     temperature=temperature,
@@ -205,7 +207,11 @@ class VLLMEngine:
             n=n, temperature=temperature, top_p=0.9, repetition_penalty=1.1, max_tokens=max_new_tokens, seed=seed
         )
         try:
-            outputs = self.llm.chat(conversations, params, lora_request=self.lora, use_tqdm=False)
+            if conversations and conversations[0][0]["role"] == "completion":
+                texts = [c[0]["content"] for c in conversations]
+                outputs = self.llm.generate(texts, params, lora_request=self.lora, use_tqdm=False)
+            else:
+                outputs = self.llm.chat(conversations, params, lora_request=self.lora, use_tqdm=False)
         except Exception as error:
             return [error] * len(conversations)
         return [

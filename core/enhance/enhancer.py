@@ -26,6 +26,7 @@ from enhancer.enhance.engines import (
 )
 from enhancer.models import EMBEDDED, resolve_model
 from enhancer.prompts import (
+    PROMPT_FORMATS,
     build_messages,
     build_negative_messages,
     check_prompt,
@@ -49,8 +50,10 @@ def _stderr(message: str) -> None:
 
 
 class Enhancer:
-    def __init__(self, engine, model_label: str, temperature: float, max_new_tokens: int | None):
+    def __init__(self, engine, model_label: str, temperature: float, max_new_tokens: int | None,
+                 prompt_format: str = "chat"):
         self.engine = engine
+        self.prompt_format = prompt_format
         self.model_label = model_label
         self.temperature = temperature
         self.max_new_tokens = max_new_tokens
@@ -71,9 +74,12 @@ class Enhancer:
         max_new_tokens: int | None = None,
         timeout: float = 60.0,
         retries: int = 2,
+        prompt_format: str = "chat",
         log=_stderr,
     ) -> Enhancer:
         check_engine(engine)
+        if prompt_format not in PROMPT_FORMATS:
+            raise ValueError(f"unknown prompt format {prompt_format!r}; valid formats: {', '.join(PROMPT_FORMATS)}")
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if max_new_tokens is not None and max_new_tokens < 8:
@@ -83,7 +89,7 @@ class Enhancer:
                 raise ValueError("the openai engine needs --base-url, e.g. http://127.0.0.1:8000/v1")
             served = None if model == EMBEDDED else model
             backend = OpenAIEngine(served, base_url, api_key=api_key, timeout=timeout, retries=retries)
-            return cls(backend, model if served else f"openai:{base_url}", temperature, max_new_tokens)
+            return cls(backend, model if served else f"openai:{base_url}", temperature, max_new_tokens, prompt_format)
         resolved = resolve_model(model, adapter, log=log)
         if engine == "vllm":
             backend = VLLMEngine(resolved.path, resolved.adapter)
@@ -91,7 +97,7 @@ class Enhancer:
             backend = TransformersEngine(
                 resolved.path, resolved.adapter, device=device, dtype=dtype, batch_size=batch_size
             )
-        return cls(backend, resolved.label, temperature, max_new_tokens)
+        return cls(backend, resolved.label, temperature, max_new_tokens, prompt_format)
 
     def enhance(
         self,
@@ -129,7 +135,7 @@ class Enhancer:
 
         started = time.perf_counter()
         generations = self.engine.generate(
-            [build_messages(text, target) for _, text in valid],
+            [build_messages(text, target, self.prompt_format) for _, text in valid],
             n=n,
             seed=seed,
             temperature=temperature,
