@@ -53,28 +53,33 @@ def _pip_install(source: Path, site: Path) -> Path:
     return site
 
 
-def _write_broken_package(root: Path) -> Path:
-    (root / "enhancer_broken_plugin").mkdir(parents=True)
+def _write_package(root: Path, dist: str, entry_point: str, module: str, body: str) -> Path:
+    """A minimal plugin package: one module registered under `entry_point` in the "enhancer" group."""
+    (root / module).mkdir(parents=True)
     (root / "pyproject.toml").write_text(
-        textwrap.dedent("""\
+        textwrap.dedent(f"""\
         [build-system]
         requires = ["setuptools>=69"]
         build-backend = "setuptools.build_meta"
 
         [project]
-        name = "enhancer-broken-plugin"
+        name = "{dist}"
         version = "0.1.0"
         dependencies = []
 
         [project.entry-points.enhancer]
-        broken_plugin = "enhancer_broken_plugin"
+        {entry_point} = "{module}"
 
         [tool.setuptools]
-        packages = ["enhancer_broken_plugin"]
+        packages = ["{module}"]
         """)
     )
-    (root / "enhancer_broken_plugin" / "__init__.py").write_text(
-        textwrap.dedent("""\
+    (root / module / "__init__.py").write_text(textwrap.dedent(body))
+    return root
+
+
+def _write_broken_package(root: Path) -> Path:
+    body = """\
         import enhancer
 
         raise RuntimeError("boom")
@@ -83,9 +88,8 @@ def _write_broken_package(root: Path) -> Path:
         @enhancer.hookimpl
         def enhancer_video_backends():
             return {"broken_color": object}
-        """)
-    )
-    return root
+        """
+    return _write_package(root, "enhancer-broken-plugin", "broken_plugin", "enhancer_broken_plugin", body)
 
 
 @pytest.fixture(scope="module")
@@ -224,28 +228,10 @@ def test_broken_package_is_reported_and_not_fatal(sites, cli_env, tmp_path):
 
 
 def test_entry_point_name_clash_is_reported_not_silent(cli_env, tmp_path):
-    source = tmp_path / "clash"
-    (source / "enhancer_clash_plugin").mkdir(parents=True)
-    (source / "pyproject.toml").write_text(
-        textwrap.dedent("""\
-        [build-system]
-        requires = ["setuptools>=69"]
-        build-backend = "setuptools.build_meta"
-
-        [project]
-        name = "enhancer-clash-plugin"
-        version = "0.1.0"
-
-        [project.entry-points.enhancer]
-        synthetic = "enhancer_clash_plugin"
-
-        [tool.setuptools]
-        packages = ["enhancer_clash_plugin"]
-        """)
-    )
-    (source / "enhancer_clash_plugin" / "__init__.py").write_text(
+    body = (
         "import enhancer\n\n\n@enhancer.hookimpl\ndef enhancer_video_backends():\n    return {'clash_color': object}\n"
     )
+    source = _write_package(tmp_path / "clash", "enhancer-clash-plugin", "synthetic", "enhancer_clash_plugin", body)
     site = _pip_install(source, tmp_path / "site")
     listing = _plugins_list(_env(cli_env, site))
     clashes = [b for b in listing["broken"] if b["plugin"] == "synthetic"]
