@@ -1,0 +1,94 @@
+"""The minimal built-in plugins this release ships: the synthetic backend, the keep/length text scorers and the
+trl_grpo trainer (driven through `enhancer run` on a tiny random model)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+
+from enhancer import run
+from enhancer.config import RunConfig
+from enhancer.contracts import Sample
+from enhancer.plugins.synthetic import SyntheticBackend
+from enhancer.plugins.text_rewards import KeepScorer, LengthScorer
+from enhancer.video import read_frames
+
+from conftest import REPO
+
+
+def test_synthetic_backend_is_deterministic_and_follows_the_prompt(tmp_path):
+    backend = SyntheticBackend(out_dir=str(tmp_path))
+    make = lambda prompt, seed: asyncio.run(backend.generate(prompt, seed=seed, seconds=1.0, size="64x48"))  # noqa: E731
+    first, again = make("a red kite over dunes", 1), make("a red kite over dunes", 1)
+    other_prompt, other_seed = make("a blue boat at night", 1), make("a red kite over dunes", 2)
+    assert first.path == again.path and first.backend == "synthetic" and first.cost_usd == 0.0
+    frames = read_frames(first.path)
+    assert frames.shape == (8, 48, 64, 3)  # 1 s at 8 fps
+    assert not np.array_equal(frames[0], frames[-1])  # things move
+    assert not np.array_equal(frames, read_frames(other_prompt.path))
+    assert not np.array_equal(frames, read_frames(other_seed.path))
+    with pytest.raises(ValueError, match="size must look like 320x192"):
+        asyncio.run(backend.generate("x", seed=0, seconds=1.0, size="big"))
+
+
+@pytest.mark.parametrize(
+    ("simple", "enhanced", "expected"),
+    [
+        ("three red balloons", "Three red balloons drift over rooftops at dusk.", 1.0),
+        ("three red balloons", "Red balloons drift over rooftops at dusk.", round(2 / 3, 4)),
+        ('a sign that says "OPEN"', "A neon sign glows in the rain.", round(1 / 3 * 0.5, 4)),  # 1 of 3, halved
+        ('a sign that says "OPEN"', 'A neon sign that says "OPEN" glows in the rain.', 1.0),
+        ("the", "Anything at all.", None),  # nothing to keep: cannot judge, never a fake 0
+    ],
+)
+def test_keep_scorer(simple, enhanced, expected):
+    assert KeepScorer().score([Sample(simple, enhanced)]) == [expected]
+
+
+def test_length_scorer_uses_the_target_budget():
+    scorer = LengthScorer(target="generic")  # 50-120 words
+    scores = scorer.score([Sample("x", "word " * n) for n in (80, 25, 37, 180, 240)])
+    assert scores == [1.0, 0.0, round((37 - 25) / 25, 4), 0.5, 0.0]
+
+
+def _grpo_config(tiny_model_dir, out, **rl):
+    return RunConfig.from_dict(
+        dict(
+            model=str(tiny_model_dir),
+            backend="synthetic",
+            rewards=["keep", "length"],
+            trainer="trl_grpo",
+            stage1_data=[str(REPO / "data" / "stage1")],
+            stage2_data=[str(REPO / "data" / "stage2")],
+            out=str(out),
+            sft={"max_steps": 1, "batch_size": 2, "gradient_accumulation": 1, "max_length": 256},
+            rl={
+                "max_steps": 2,
+                "prompts_per_step": 1,
+                "samples_per_prompt": 2,
+                "max_new_tokens": 8,
+                "video_seconds": 0.5,
+                "video_size": "32x32",
+                **rl,
+            },
+        )
+    )
+
+
+def test_trl_grpo_trains_through_the_rollout(tiny_model_dir, tmp_path):
+    summary = run(_grpo_config(tiny_model_dir, tmp_path / "run"))
+    assert (tmp_path / "run" / "stage2" / "adapter" / "adapter_model.safetensors").exists()
+    traces = [json.loads(line) for line in (tmp_path / "run" / "traces.jsonl").read_text().splitlines()]
+    assert [t["step"] for t in traces] == [0, 0, 1, 1]
+    assert all(t["backend"] == "synthetic" and read_frames(t["video_path"]).shape[1:] == (32, 32, 3) for t in traces)
+    assert all(set(t["rewards"]) == {"keep", "length"} for t in traces)
+    assert [s["step"] for s in summary["steps"]] == [0, 1]
+
+
+def test_trl_grpo_stops_cleanly_at_the_video_cap(tiny_model_dir, tmp_path):
+    summary = run(_grpo_config(tiny_model_dir, tmp_path / "run", max_steps=5, max_videos=2))
+    assert summary["videos"] <= 2
+    assert (tmp_path / "run" / "stage2" / "adapter" / "adapter_model.safetensors").exists()  # checkpoint written
