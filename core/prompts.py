@@ -198,7 +198,9 @@ _LABEL = re.compile(
     re.IGNORECASE,
 )
 _TRAILING_CHATTER = re.compile(
-    r"\n*\s*(?:let me know|i hope|feel free|this prompt|this version|note:|hope this|would you like)[^\n]*$",
+    # only at a sentence start: "this version of the city" inside a prompt is content, not chatter
+    r"(?:^|(?<=[.!?…])\s+|\n+\s*)(?:let me know|i hope|feel free|this prompt|this version|note:|hope this|would you like|"
+    r"you(?:'re| are) welcome)[^\n]*$",
     re.IGNORECASE,
 )
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s|$)")

@@ -145,3 +145,13 @@ def test_original_projects_completion_format():
     assert cleaned.text == "A red fox pounces into deep snow at dawn." and "next example" in cleaned.notes
     with pytest.raises(ValueError, match="valid formats: chat, original"):
         build_messages("a fox", prompt_format="alpaca")
+
+
+def test_trailing_welcome_chatter_is_cut():
+    raw = "A fox trots over fresh snow at dawn. You're welcome to share more details about your creative process."
+    assert clean_output(raw, GENERIC).text == "A fox trots over fresh snow at dawn."
+
+
+def test_chatter_words_inside_a_sentence_are_content():
+    raw = "A rain-soaked city in this version of the future, where neon signs say I hope in pink letters."
+    assert clean_output(raw, GENERIC).text == raw
