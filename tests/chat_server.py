@@ -31,11 +31,13 @@ class ChatServer:
         single_choice: bool = False,
         model: str = "test-model",
         delay_s: float = 0.0,
+        responder=None,
     ):
         self.fail_first = fail_first
         self.always_fail = always_fail
         self.single_choice = single_choice
         self.model = model
+        self.responder = responder  # optional: body -> reply text, for servers that must answer something else
         self.delay_s = delay_s
         self.requests: list[dict] = []
         self._lock = threading.Lock()
@@ -85,7 +87,12 @@ class ChatServer:
                     {
                         "index": i,
                         "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": reply_for(text, body.get("seed", 0), i)},
+                        "message": {
+                            "role": "assistant",
+                            "content": server.responder(body)
+                            if server.responder
+                            else reply_for(text, body.get("seed", 0), i),
+                        },
                     }
                     for i in range(n)
                 ]

@@ -50,8 +50,9 @@ def _stderr(message: str) -> None:
 
 
 class Enhancer:
-    def __init__(self, engine, model_label: str, temperature: float, max_new_tokens: int | None,
-                 prompt_format: str = "chat"):
+    def __init__(
+        self, engine, model_label: str, temperature: float, max_new_tokens: int | None, prompt_format: str = "chat"
+    ):
         self.engine = engine
         self.prompt_format = prompt_format
         self.model_label = model_label

@@ -1,0 +1,112 @@
+"""`enhancer data validate PATH...`: every problem in enhancer's data files as `file:line: problem`.
+
+Checks: the row schema of its split (stage1/, stage2/, eval/ from the folder name), form and length of
+detailed prompts, quoted text and numbers kept, duplicate ids, duplicate and near-duplicate `simple` prompts
+(MiniLM cosine > 0.92) within and across splits.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from enhancer.data.loaders import Line, read_lines
+from enhancer.data.schema import CHECKS, split_of
+
+NEAR_DUPLICATE = 0.92
+NUMBER_WORDS = {
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+    "eleven": "11",
+    "twelve": "12",
+    "twenty": "20",
+    "hundred": "100",
+}
+
+
+@dataclass
+class Report:
+    files: int
+    rows: dict[str, int]
+    problems: list[str]
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{split} {n}" for split, n in sorted(self.rows.items()))
+        return f"{sum(self.rows.values())} rows ({counts}) in {self.files} files: {len(self.problems)} problem(s)"
+
+
+def _normal(text: str) -> str:
+    return re.sub(r"[^\w]+", " ", text.lower()).strip()
+
+
+def numbers_in(text: str) -> set[str]:
+    """Counts a rewrite must keep, as digits: "three" and "3" are the same count."""
+    words = re.findall(r"[\w]+", text.lower())
+    return {NUMBER_WORDS.get(w, w) for w in words if w.isdigit() or w in NUMBER_WORDS}
+
+
+def validate(paths: list[str], near_duplicate: float | None = NEAR_DUPLICATE) -> Report:
+    problems: list[str] = []
+    lines: list[tuple[str, Line]] = []
+    files = set()
+    for line in read_lines(paths, problems):
+        file = line.where.rsplit(":", 1)[0]
+        files.add(file)
+        split = split_of(str(Path(file).resolve()))
+        lines.append((split, line))
+        problems += [f"{line.where}: {p}" for p in CHECKS[split](line.data)]
+        if (
+            split == "stage1"
+            and isinstance(line.data.get("simple"), str)
+            and isinstance(line.data.get("detailed"), str)
+        ):
+            lost = numbers_in(line.data["simple"]) - numbers_in(line.data["detailed"])
+            if lost:
+                problems.append(f"{line.where}: count(s) {', '.join(sorted(lost))} from simple missing in detailed")
+
+    first_id: dict[str, str] = {}
+    first_simple: dict[str, str] = {}
+    texts: list[str] = []
+    where: list[str] = []
+    for split, line in lines:
+        row_id, simple = line.data.get("id"), line.data.get("simple")
+        if isinstance(row_id, str):
+            if row_id in first_id:
+                problems.append(f"{line.where}: duplicate id {row_id!r} (first at {first_id[row_id]})")
+            first_id.setdefault(row_id, line.where)
+        if isinstance(simple, str) and simple.strip():
+            key = _normal(simple)
+            if key in first_simple:
+                problems.append(f"{line.where}: duplicate simple prompt (first at {first_simple[key]})")
+                continue
+            first_simple[key] = line.where
+            texts.append(simple)
+            where.append(f"{split}|{line.where}")
+
+    if near_duplicate is not None:
+        from enhancer.data.embeddings import embed, similar_pairs
+
+        for i, j, cosine in similar_pairs(embed(texts), near_duplicate):
+            split_i, at_i = where[i].split("|", 1)
+            split_j, at_j = where[j].split("|", 1)
+            scope = "across splits" if split_i != split_j else "near-duplicate"
+            problems.append(f"{at_j}: {scope}: simple is {cosine:.2f} similar to {at_i} ({texts[i]!r})")
+
+    rows: dict[str, int] = {}
+    for split, _ in lines:
+        rows[split] = rows.get(split, 0) + 1
+    return Report(len(files), rows, sorted(problems, key=_sort_key))
+
+
+def _sort_key(problem: str):
+    file, _, rest = problem.partition(":")
+    number = rest.split(":", 1)[0]
+    return (file, int(number) if number.isdigit() else 0, problem)
