@@ -27,6 +27,7 @@ class SFTConfig:
     lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
     max_length: int = field(default=512, metadata={"help": "Longest prompt+completion in tokens; longer rows cut."})
     eval_fraction: float = field(default=0.1, metadata={"help": "Share of pairs held out for eval loss."})
+    max_eval_rows: int = field(default=200, metadata={"help": "Cap on held-out pairs (eval costs time on CPU)."})
 
     def __post_init__(self):
         _positive(self, "learning_rate", "batch_size", "gradient_accumulation", "lora_r", "lora_alpha", "max_length")

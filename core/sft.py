@@ -53,7 +53,7 @@ def train_sft(
         raise ValueError("stage 1 has no training pairs")
     rows = to_conversations(pairs)
     random.Random(seed).shuffle(rows)
-    n_eval = int(len(rows) * config.eval_fraction) if len(rows) >= 10 else 0
+    n_eval = min(int(len(rows) * config.eval_fraction), config.max_eval_rows) if len(rows) >= 10 else 0
     train_rows, eval_rows = rows[n_eval:], rows[:n_eval]
     use_cpu = (not torch.cuda.is_available()) if use_cpu is None else use_cpu
 

@@ -54,7 +54,12 @@ def test_two_stage_loop_offline(tiny_model_dir, tmp_path):
     # stage 2: the trainer got the stage-1 adapter and the RL prompts
     record = json.loads((out / "stub_trainer.json").read_text())
     assert record["policy"]["adapter"] == str(adapter)
-    rl_prompts = [json.loads(line)["simple"] for line in (REPO / "data/stage2/starter.jsonl").read_text().splitlines()]
+    rl_prompts = [
+        json.loads(line)["simple"]
+        for file in sorted((REPO / "data/stage2").glob("*.jsonl"))
+        for line in file.read_text().splitlines()
+        if line.strip()
+    ]
     assert record["dataset"] == rl_prompts
     assert record["changed"] is True
     assert Path(summary["checkpoint"], "adapter_model.safetensors").exists()
