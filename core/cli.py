@@ -2,7 +2,7 @@
 
 enhancer enhance "a fox trotting across a snowy field at dawn"
 enhancer enhance --input prompts.txt --output out.jsonl --resume
-enhancer run --backend synthetic --reward keep,length --trainer trl_grpo --out runs/demo
+enhancer run --backend synthetic --reward keep,coverage,clean --trainer trl_grpo --out runs/demo
 enhancer plugins list
 """
 

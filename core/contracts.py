@@ -35,6 +35,11 @@ class Sample:
     enhanced_prompt: str
     video_path: str | None = None
     seed: int | None = None
+    # Annotations, when the prompt comes from an annotated set (data/eval): scorers use them if present.
+    keep: list[str] | None = None  # words a faithful rewrite must contain
+    quote: list[str] | None = None  # strings it must copy verbatim
+    style: str | None = None  # the style the user asked for
+    target: str | None = None  # the target profile the rewrite was written for
 
 
 @dataclass

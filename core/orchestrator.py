@@ -1,6 +1,6 @@
 """The two-stage recipe, driven by whichever plugins are registered.
 
-    enhancer run --backend synthetic --reward keep,length --trainer trl_grpo --out runs/demo     # CPU
+    enhancer run --backend synthetic --reward keep,coverage,clean --trainer trl_grpo --out runs/demo     # CPU
     enhancer run --recipe recipes/demo/smollm2-135m-cpu.yaml                                    # same, from YAML
 
 Stage 1 trains a LoRA adapter with SFT (skipped when `adapter` is given or the adapter exists); stage 2 hands

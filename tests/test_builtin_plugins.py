@@ -1,5 +1,5 @@
-"""The minimal built-in plugins this release ships: the synthetic backend, the keep/length text scorers and the
-trl_grpo trainer (driven through `enhancer run` on a tiny random model)."""
+"""Built-in plugins: the synthetic backend and the trl_grpo trainer (driven through `enhancer run` on a tiny random
+model). The text scorers have their own tests in test_text_rewards.py."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ import pytest
 
 from enhancer import run
 from enhancer.config import RunConfig
-from enhancer.contracts import Sample
 from enhancer.plugins.synthetic import SyntheticBackend
-from enhancer.plugins.text_rewards import KeepScorer, LengthScorer
 from enhancer.video import read_frames
 
 from conftest import REPO
@@ -34,32 +32,12 @@ def test_synthetic_backend_is_deterministic_and_follows_the_prompt(tmp_path):
         asyncio.run(backend.generate("x", seed=0, seconds=1.0, size="big"))
 
 
-@pytest.mark.parametrize(
-    ("simple", "enhanced", "expected"),
-    [
-        ("three red balloons", "Three red balloons drift over rooftops at dusk.", 1.0),
-        ("three red balloons", "Red balloons drift over rooftops at dusk.", round(2 / 3, 4)),
-        ('a sign that says "OPEN"', "A neon sign glows in the rain.", round(1 / 3 * 0.5, 4)),  # 1 of 3, halved
-        ('a sign that says "OPEN"', 'A neon sign that says "OPEN" glows in the rain.', 1.0),
-        ("the", "Anything at all.", None),  # nothing to keep: cannot judge, never a fake 0
-    ],
-)
-def test_keep_scorer(simple, enhanced, expected):
-    assert KeepScorer().score([Sample(simple, enhanced)]) == [expected]
-
-
-def test_length_scorer_uses_the_target_budget():
-    scorer = LengthScorer(target="generic")  # 50-120 words
-    scores = scorer.score([Sample("x", "word " * n) for n in (80, 25, 37, 180, 240)])
-    assert scores == [1.0, 0.0, round((37 - 25) / 25, 4), 0.5, 0.0]
-
-
 def _grpo_config(tiny_model_dir, out, **rl):
     return RunConfig.from_dict(
         dict(
             model=str(tiny_model_dir),
             backend="synthetic",
-            rewards=["keep", "length"],
+            rewards=["keep", "budget"],
             trainer="trl_grpo",
             stage1_data=[str(REPO / "data" / "stage1")],
             stage2_data=[str(REPO / "data" / "stage2")],
@@ -84,7 +62,7 @@ def test_trl_grpo_trains_through_the_rollout(tiny_model_dir, tmp_path):
     traces = [json.loads(line) for line in (tmp_path / "run" / "traces.jsonl").read_text().splitlines()]
     assert [t["step"] for t in traces] == [0, 0, 1, 1]
     assert all(t["backend"] == "synthetic" and read_frames(t["video_path"]).shape[1:] == (32, 32, 3) for t in traces)
-    assert all(set(t["rewards"]) == {"keep", "length"} for t in traces)
+    assert all(set(t["rewards"]) == {"keep", "budget"} for t in traces)
     assert [s["step"] for s in summary["steps"]] == [0, 1]
 
 

@@ -29,7 +29,7 @@ def test_builtins_come_from_entry_points_with_their_package():
     rows = {(r["kind"], r["name"]): r for r in registry.rows()}
     assert rows[("backend", "synthetic")]["package"].startswith("enhancer ")
     assert rows[("backend", "synthetic")]["plugin"] == "synthetic"
-    assert {("scorer", "keep"), ("scorer", "length"), ("trainer", "trl_grpo")} <= set(rows)
+    assert {("scorer", "keep"), ("scorer", "budget"), ("trainer", "trl_grpo")} <= set(rows)
     assert registry.broken == []
 
 

@@ -4,7 +4,7 @@ Each step samples `samples_per_prompt` enhancements for `prompts_per_step` RL pr
 one into a video and a reward, and GRPO raises the likelihood of the enhancements that beat their group's
 mean. LoRA training continues the stage-1 adapter. On CPU: `use_cpu=True, bf16=False` (set automatically).
 
-    enhancer run --backend synthetic --reward keep,length --trainer trl_grpo
+    enhancer run --backend synthetic --reward keep,coverage,clean --trainer trl_grpo
 """
 
 from __future__ import annotations

@@ -1,0 +1,88 @@
+"""Every text scorer, on hand-written good and bad rewrites: the good one must score higher."""
+
+from __future__ import annotations
+
+import pytest
+
+from enhancer.contracts import Sample
+from enhancer.plugins.text_rewards import SCORERS, BudgetScorer, CleanScorer, KeepScorer, QuoteScorer, StyleScorer
+
+SIMPLE = 'three red kites over a beach, a sign that says "SURF SHOP", watercolor'
+GOOD = (
+    "Three red kites dance above a windswept beach, their tails snapping in the breeze, while a weathered sign "
+    'that says "SURF SHOP" leans by the dunes. Painted in loose watercolor washes on textured paper, pigment '
+    "blooming at the edges. A slow lateral pan follows the kites; a soft wide-angle view keeps the whole shore in "
+    "focus. Morning light glows through thin clouds, a palette of coral, sand and pale teal, with a calm, breezy, "
+    "nostalgic mood."
+)
+BAD = (
+    "Sure! Here is your enhanced prompt: Some kites fly over the sea on a nice day"
+    + " and the kites fly" * 6
+    + " and the"
+)
+PAIR = [Sample(SIMPLE, GOOD), Sample(SIMPLE, BAD)]
+
+
+@pytest.mark.parametrize("name", sorted(SCORERS))
+def test_good_rewrite_beats_bad_rewrite(name):
+    good, bad = SCORERS[name]().score(PAIR)
+    assert good is not None and bad is not None
+    assert 0 <= bad < good <= 1, (name, good, bad)
+
+
+def test_faithfulness_prefers_the_same_idea():
+    scorer = SCORERS["faithfulness"]()
+    same, other = scorer.score(
+        [
+            Sample("a fox in the snow", "A red fox trots through deep snow at dawn."),
+            Sample("a fox in the snow", "A neon-lit diner on a rainy city street at night."),
+        ]
+    )
+    assert same > 0.5 > other
+
+
+def test_keep_uses_annotated_words_and_folds_plurals():
+    scorer = KeepScorer()
+    assert scorer.score([Sample("three red balloons", "Three red balloons drift over rooftops.")]) == [1.0]
+    assert scorer.score([Sample("three red balloons", "Red balloons drift over rooftops.")]) == [round(2 / 3, 4)]
+    annotated = Sample("a kite", "A kite over a beach.", keep=["kite", "harbor"])
+    assert scorer.score([annotated]) == [0.5]
+    assert scorer.score([Sample("the", "Anything at all.")]) == [None]  # nothing to keep: no fake 0
+
+
+def test_quote_needs_verbatim_text_and_is_none_without_quotes():
+    scorer = QuoteScorer()
+    assert scorer.score([Sample('a sign that says "OPEN"', 'A sign that says "OPEN" glows.')]) == [1.0]
+    assert scorer.score([Sample('a sign that says "OPEN"', "A sign that says open glows.")]) == [0.0]
+    assert scorer.score([Sample("a sign", "A sign glows.")]) == [None]
+    assert scorer.score([Sample("a sign", "A sign reads HI.", quote=["HI"])]) == [1.0]
+
+
+def test_style_is_detected_or_annotated():
+    scorer = StyleScorer()
+    assert scorer.score([Sample("pixel art knight", "A 16-bit knight sprite walks past parallax trees.")]) == [1.0]
+    assert scorer.score([Sample("pixel art knight", "A photoreal knight walks through a forest.")]) == [0.0]
+    assert scorer.score([Sample("a knight", "A knight walks.")]) == [None]
+    assert scorer.score([Sample("a knight", "A claymation knight.", style="claymation")]) == [1.0]
+
+
+def test_budget_follows_the_target_form_and_length():
+    scorer = BudgetScorer(target="generic")  # one paragraph of 50-120 words
+    scores = scorer.score([Sample("x", "word " * n) for n in (80, 25, 37, 180, 240)])
+    assert scores == [1.0, 0.0, round((37 - 25) / 25, 4), 0.5, 0.0]
+    sections = "\n".join(
+        f"{label}: " + "detail " * 10
+        for label in ("Subject", "Action", "Scene", "Camera", "Lens", "Lighting", "Palette", "Motion", "Atmosphere")
+    )
+    structured = Sample("x", sections, target="sora")
+    assert scorer.score([structured]) == [1.0]
+    assert scorer.score([Sample("x", sections.replace("\n", " "), target="sora")]) < [1.0]
+
+
+def test_clean_names_each_problem():
+    scorer = CleanScorer()
+    assert scorer.problems(GOOD) == []
+    assert set(scorer.problems(BAD)) == {"chatter", "meta text", "repetition", "cut off"}
+    leaked = "Keep every fact the user gave: the subjects, how many there are. A fox runs."
+    assert "leaked instructions" in scorer.problems(leaked)
+    assert "markup" in scorer.problems("<b>A fox</b> runs through snow.")
