@@ -288,6 +288,93 @@ def data_synth(base_url, model, n, out, pool, against, styles, api_key, seed):
         sys.exit(1)
 
 
+# --------------------------------------------------------------------------------------------------------- eval
+
+
+@main.command("eval")
+@click.option("--recipe", type=click.Path(dir_okay=False), help="YAML recipe (recipes/eval/); flags override it.")
+@click.option("--prompts", "prompts", multiple=True, help="Annotated eval prompts (default data/eval).")
+@click.option(
+    "--variant",
+    "variants",
+    multiple=True,
+    help="NAME=SPEC: raw, embedded, embedded-base, baseline-system-prompt, or model=..,adapter=..,"
+    "engine=..,base_url=..,prompt=.. (repeatable).",
+)
+@click.option("--scorers", help="Comma-separated scorer names (default: every text scorer).")
+@click.option("--weight", "weights", multiple=True, help="NAME=W: a scorer's weight in the composite.")
+@click.option("--target", type=click.Choice(list(PROFILES)))
+@click.option("--limit", type=click.IntRange(1), help="Only the first N prompts.")
+@click.option("--seed", type=int)
+@click.option("--batch-size", type=click.IntRange(1, 512))
+@click.option("--max-new-tokens", type=click.IntRange(8, 4096))
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "bfloat16", "float16"]),
+    help="Model weights' dtype (bfloat16: ~1.5x faster on AVX512-BF16 CPUs).",
+)
+@click.option("--plugin", "plugin_modules", multiple=True, help="Load this module as a plugin (repeatable).")
+@click.option("--out", help="Output folder (default runs/eval); a folder with rows resumes.")
+def eval_command(
+    recipe,
+    prompts,
+    variants,
+    scorers,
+    weights,
+    target,
+    limit,
+    seed,
+    batch_size,
+    max_new_tokens,
+    dtype,
+    plugin_modules,
+    out,
+):
+    """Run variants over the eval prompts and score every output; write results.jsonl and summary.{json,md}."""
+    from enhancer.eval import evaluate, parse_variant
+    from enhancer.eval.config import EvalConfig
+
+    parsed_weights = {}
+    for item in weights:
+        name, _, value = item.partition("=")
+        try:
+            parsed_weights[name] = float(value)
+        except ValueError as error:
+            raise click.UsageError(f"--weight {item!r}: expected NAME=NUMBER") from error
+    config = EvalConfig.from_yaml(
+        recipe,
+        prompts=list(prompts),
+        variants=list(variants),
+        scorers=scorers,
+        weights=parsed_weights or None,
+        target=target,
+        limit=limit,
+        seed=seed,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        dtype=dtype,
+        plugins=list(plugin_modules),
+        out=out,
+    )
+    summary = evaluate(
+        config.prompts,
+        [parse_variant(v) for v in config.variants],
+        config.out,
+        scorers=config.scorers,
+        weights=config.weights,
+        target=config.target,
+        limit=config.limit,
+        seed=config.seed,
+        batch_size=config.batch_size,
+        max_new_tokens=config.max_new_tokens,
+        dtype=config.dtype,
+        plugins=config.plugins,
+    )
+    from enhancer.eval.runner import summary_markdown
+
+    click.echo(summary_markdown(summary))
+
+
 # ------------------------------------------------------------------------------------------------------ plugins
 
 

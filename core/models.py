@@ -99,6 +99,12 @@ def embedded_adapter_dir() -> Path | None:
 
 def resolve_model(model: str = EMBEDDED, adapter: str | None = None, log=print) -> ResolvedModel:
     """Turn `--model`/`--adapter` into paths: "embedded", a local HF directory, or a hub id."""
+    if adapter == "none":  # the base model alone, even where an adapter ships with it
+        return (
+            resolve_model(model, None, log=log)
+            if model != EMBEDDED
+            else ResolvedModel(str(embedded_base_dir(log=log)), None, f"{EMBEDDED}-base")
+        )
     if adapter is not None and not (Path(adapter) / "adapter_config.json").exists():
         raise ModelNotFoundError(f"--adapter {adapter}: no adapter_config.json there; give a PEFT adapter directory")
     if model == EMBEDDED:

@@ -159,7 +159,16 @@ def user_message(simple: str, profile: TargetProfile) -> str:
     return f"{profile.advice} {shape}\nIdea: {simple}"
 
 
-PROMPT_FORMATS = ("chat", "original")
+PROMPT_FORMATS = ("chat", "original", "baseline")
+
+# The `baseline-system-prompt` variant of `enhancer eval`: a base model driven only by a system prompt, the way
+# the prompt extenders shipped with Wan and LTX-Video work (written in our own words). It is what enhancer's
+# trained models must beat.
+BASELINE_SYSTEM = (
+    "You turn a user's short description into a richer prompt for a video generation model. Describe the main "
+    "subject, what it does, the setting, the camera and the light in vivid, concrete language. Keep what the "
+    "user asked for. Write one paragraph of about 80 to 100 words in English and output nothing else."
+)
 
 
 def build_messages(simple: str, target: str = "generic", prompt_format: str = "chat") -> list[dict[str, str]]:
@@ -170,6 +179,8 @@ def build_messages(simple: str, target: str = "generic", prompt_format: str = "c
     profile = get_profile(target)
     if prompt_format == "original":
         return [{"role": "completion", "content": ORIGINAL_FORMAT.format(simple=simple)}]
+    if prompt_format == "baseline":
+        return [{"role": "system", "content": BASELINE_SYSTEM}, {"role": "user", "content": simple}]
     if prompt_format != "chat":
         raise ValueError(f"unknown prompt format {prompt_format!r}; valid formats: {', '.join(PROMPT_FORMATS)}")
     return [

@@ -13,9 +13,25 @@ from enhancer.registry import PluginRegistry
 from conftest import BIN, REPO
 
 RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))
+RUN_RECIPES = [r for r in RECIPES if "eval" not in r.relative_to(REPO / "recipes").parts]
+EVAL_RECIPES = [r for r in RECIPES if r not in RUN_RECIPES]
 
 
-@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(REPO)))
+@pytest.mark.parametrize("recipe", EVAL_RECIPES, ids=lambda p: str(p.relative_to(REPO)))
+def test_eval_recipe_is_valid(recipe: Path):
+    from enhancer.eval.config import EvalConfig
+
+    config = EvalConfig.from_yaml(str(recipe))
+    registry = PluginRegistry.load(extra_modules=config.plugins)
+    for name in config.scorers:
+        registry.get("scorer", name)
+    for path in config.prompts:
+        assert (REPO / path).exists(), f"{recipe.name}: {path} does not exist"
+    header = recipe.read_text().splitlines()[:8]
+    assert any("enhancer eval --recipe" in line for line in header), "the header must say how to run it"
+
+
+@pytest.mark.parametrize("recipe", RUN_RECIPES, ids=lambda p: str(p.relative_to(REPO)))
 def test_recipe_is_valid(recipe: Path):
     config = RunConfig.from_yaml(str(recipe))
     registry = PluginRegistry.load(extra_modules=config.plugins)
@@ -29,8 +45,8 @@ def test_recipe_is_valid(recipe: Path):
     assert any("enhancer run --recipe" in line for line in header), "the header must say how to run it"
 
 
-def test_there_is_a_recipe():
-    assert RECIPES
+def test_there_are_recipes():
+    assert RUN_RECIPES and EVAL_RECIPES
 
 
 @pytest.mark.slow

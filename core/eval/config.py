@@ -1,0 +1,69 @@
+"""The typed configuration of `enhancer eval`, from a YAML recipe (recipes/eval/) and the command line alike."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from enhancer.eval.runner import DEFAULT_SCORERS
+from enhancer.eval.variants import parse_variant
+
+
+@dataclass
+class EvalConfig:
+    prompts: list[str] = field(default_factory=lambda: ["data/eval"], metadata={"help": "Annotated eval JSONL."})
+    variants: list[str] = field(default_factory=list, metadata={"help": "NAME=SPEC, see enhancer.eval.variants."})
+    scorers: list[str] = field(default_factory=lambda: list(DEFAULT_SCORERS), metadata={"help": "Scorer names."})
+    weights: dict[str, float] = field(default_factory=dict, metadata={"help": "Composite weight per scorer."})
+    target: str = field(default="generic", metadata={"help": "Target profile every variant writes for."})
+    limit: int | None = field(default=None, metadata={"help": "Only the first N prompts."})
+    seed: int = field(default=0, metadata={"help": "Sampling and bootstrap seed."})
+    batch_size: int = field(default=32, metadata={"help": "Prompts per generate call."})
+    max_new_tokens: int | None = field(default=None, metadata={"help": "Default: fits the target's budget."})
+    dtype: str | None = field(
+        default=None, metadata={"help": "Model weights' dtype; bfloat16 is faster on AVX512-BF16 CPUs."}
+    )
+    plugins: list[str] = field(default_factory=list, metadata={"help": "Extra plugin modules (scorers)."})
+    out: str = field(default="runs/eval", metadata={"help": "Output folder."})
+
+    def __post_init__(self):
+        from enhancer.prompts import get_profile
+
+        if isinstance(self.scorers, str):
+            self.scorers = [s.strip() for s in self.scorers.split(",") if s.strip()]
+        if not self.variants:
+            raise ValueError("eval: give at least one --variant (e.g. raw, base=embedded-base)")
+        for variant in self.variants:
+            parse_variant(variant)
+        if not self.scorers:
+            raise ValueError("eval: give at least one scorer")
+        unknown = [w for w in self.weights if w not in self.scorers]
+        if unknown:
+            raise ValueError(f"eval: weights for scorers not in use: {', '.join(unknown)}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError("eval: limit must be at least 1")
+        get_profile(self.target)
+        if self.dtype not in (None, "float32", "bfloat16", "float16"):
+            raise ValueError(f"eval: dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+
+    @classmethod
+    def from_yaml(cls, path: str | None = None, **overrides: Any) -> EvalConfig:
+        values: dict[str, Any] = {}
+        if path:
+            if not Path(path).exists():
+                raise FileNotFoundError(f"--recipe {path}: no such file")
+            values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        values.update({k: v for k, v in overrides.items() if v not in (None, (), [])})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"{path or 'options'}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
