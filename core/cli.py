@@ -375,6 +375,20 @@ def eval_command(
     click.echo(summary_markdown(summary))
 
 
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option(
+    "--traces",
+    type=click.Path(dir_okay=False, exists=True),
+    help="An RL trace file (traces.jsonl, or the original project's stage2_traces.jsonl).",
+)
+def report(directory, traces):
+    """Write DIRECTORY/report.html with PNG plots, from `enhancer eval` results and/or RL traces."""
+    from enhancer.eval.report import render
+
+    click.echo(str(render(directory, traces)))
+
+
 # ------------------------------------------------------------------------------------------------------ plugins
 
 
