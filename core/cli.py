@@ -68,6 +68,8 @@ def main() -> None:
     help="Cap on generated tokens (default: fits the target's word budget).",
 )
 @click.option("--negative", is_flag=True, help="Also write a negative prompt.")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]),
+              help="Weights' dtype (default: bfloat16 on GPUs and on CPUs with AVX512-BF16/AMX, else float32).")
 @click.option(
     "--prompt-format",
     type=click.Choice(["chat", "original"]),
@@ -98,6 +100,7 @@ def enhance(
     temperature,
     max_new_tokens,
     negative,
+    dtype,
     prompt_format,
     batch_size,
 ):
@@ -126,6 +129,7 @@ def enhance(
         temperature=temperature,
         max_new_tokens=max_new_tokens,
         prompt_format=prompt_format,
+        dtype=dtype,
     )
     options = dict(target=target, n=n, seed=seed, negative=negative)
     if prompt is not None:
