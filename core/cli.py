@@ -68,8 +68,11 @@ def main() -> None:
     help="Cap on generated tokens (default: fits the target's word budget).",
 )
 @click.option("--negative", is_flag=True, help="Also write a negative prompt.")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]),
-              help="Weights' dtype (default: bfloat16 on GPUs and on CPUs with AVX512-BF16/AMX, else float32).")
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "bfloat16", "float16"]),
+    help="Weights' dtype (default: bfloat16 on GPUs and on CPUs with AVX512-BF16/AMX, else float32).",
+)
 @click.option(
     "--prompt-format",
     type=click.Choice(["chat", "original"]),

@@ -200,3 +200,10 @@ def test_project_data_is_valid_and_disjoint():
     assert load_prompts([REPO / "data" / "stage2"]) and load_pairs([REPO / "data" / "stage1"])
     if (REPO / "data" / "eval").exists():
         assert load_eval([REPO / "data" / "eval"])
+
+
+def test_quotes_in_a_json_prompt_are_syntax_not_text_to_render():
+    from enhancer.data.schema import quoted
+
+    assert quoted('{"prompt": "a red fox", "seed": 42}') == []
+    assert quoted('a sign that says "OPEN" and "CLOSED"') == ["OPEN", "CLOSED"]

@@ -137,3 +137,18 @@ def test_cli_eval_with_raw_only(eval_file, tmp_path):
         [str(BIN / "enhancer"), "eval", "--variant", "x=nonsense"], capture_output=True, text=True, timeout=60
     )
     assert bad.returncode == 2 and "is not a shortcut" in bad.stderr
+
+
+def test_an_openai_compatible_endpoint_is_a_variant(eval_file, tmp_path):
+    from chat_server import ChatServer
+
+    with ChatServer() as server:
+        variant = parse_variant(f"api=model=test-model,engine=openai,base_url={server.base_url}")
+        summary = evaluate(
+            [str(eval_file)], [variant], tmp_path / "out", scorers=["keep", "coverage", "clean"], log=lambda m: None
+        )
+        assert len(server.requests) == len(PROMPTS)
+    rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert rows[0]["enhanced"].startswith("Three red kites over a beach, seen in a slow dolly shot")
+    assert rows[0]["scores"]["keep"] == 1.0 and rows[0]["scores"]["clean"] == 1.0
+    assert summary["means"]["api"]["coverage"]["mean"] > 0.5

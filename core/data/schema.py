@@ -8,6 +8,7 @@ one row as strings (empty when the row is fine), so loaders and `enhancer data v
 
 from __future__ import annotations
 
+import json
 import re
 
 STYLES = (
@@ -45,7 +46,15 @@ def split_of(path: str) -> str:
 
 
 def quoted(text: str) -> list[str]:
-    """Strings the user put in double quotes (straight or curly): text the video must render verbatim."""
+    """Strings the user put in double quotes (straight or curly): text the video must render verbatim.
+    A prompt that is itself a JSON object has quotes as syntax, not as text to render: none count."""
+    stripped = text.strip()
+    if stripped.startswith("{") and stripped.endswith("}"):
+        try:
+            json.loads(stripped)
+            return []
+        except ValueError:
+            pass
     return [a or b for a, b in re.findall(r'"([^"]+)"|“([^”]+)”', text)]
 
 

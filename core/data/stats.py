@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -23,6 +24,14 @@ kept quotes and counts, and duplicates and near-duplicates (MiniLM cosine > 0.92
 Stage-2 prompts and the annotated eval prompts were written the same way and are disjoint from stage 1.
 `enhancer data synth` can grow the data with a teacher model; such rows carry an id starting with "synth".
 """
+
+
+def looks_non_english(text: str) -> bool:
+    from enhancer.data.validate import FOREIGN_MARKERS
+
+    words = re.findall(r"\w+", text.lower())
+    non_latin = any(ord(ch) > 0x24F and ch.isalpha() for ch in text)
+    return non_latin or bool(FOREIGN_MARKERS.intersection(words))
 
 
 def _percentile(values: list[int], q: float) -> int:
@@ -86,6 +95,13 @@ def card(paths: list[str]) -> str:
                 f"{max(values)} |"
             )
     simple_words = series["stage 1 simple"]
+    if pairs:
+        foreign = sum(1 for r in pairs if looks_non_english(r["simple"]))
+        out += [
+            "",
+            f"Stage-1 simple prompts not in English (estimated: non-Latin script or another language's "
+            f"function words): {foreign} ({foreign / len(pairs):.1%}).",
+        ]
     if simple_words:
         buckets = Counter("1-2" if n <= 2 else "3-15" if n <= 15 else "16+" for n in simple_words)
         out += [

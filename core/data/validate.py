@@ -44,13 +44,22 @@ class Report:
 
 
 def _normal(text: str) -> str:
-    return re.sub(r"[^\w]+", " ", text.lower()).strip()
+    """Case and punctuation folded; a prompt of emoji or symbols only is kept as it is (folding would empty it)."""
+    folded = re.sub(r"[^\w]+", " ", text.lower()).strip()
+    return folded or text.strip()
+
+
+# Function words of other languages: where they occur, English number words are not numbers ("du four" is an oven).
+FOREIGN_MARKERS = frozenset(
+    "le la les du des une qui et el los las del que y der das und ein eine il lo che di uma os da".split()
+)  # not "die", "do", "um": English words too
 
 
 def numbers_in(text: str) -> set[str]:
     """Counts a rewrite must keep, as digits: "three" and "3" are the same count."""
     words = re.findall(r"[\w]+", text.lower())
-    return {NUMBER_WORDS.get(w, w) for w in words if w.isdigit() or w in NUMBER_WORDS}
+    english = not FOREIGN_MARKERS.intersection(words)
+    return {NUMBER_WORDS.get(w, w) for w in words if w.isdigit() or (english and w in NUMBER_WORDS)}
 
 
 def validate(paths: list[str], near_duplicate: float | None = NEAR_DUPLICATE) -> Report:
@@ -65,6 +74,8 @@ def validate(paths: list[str], near_duplicate: float | None = NEAR_DUPLICATE) ->
         problems += [f"{line.where}: {p}" for p in CHECKS[split](line.data)]
         if (
             split == "stage1"
+            # off-task inputs carry numbers that are instructions ("repeat it 500 times"), not facts to keep
+            and not str(line.data.get("id", "")).startswith("offtask-")
             and isinstance(line.data.get("simple"), str)
             and isinstance(line.data.get("detailed"), str)
         ):
@@ -88,6 +99,8 @@ def validate(paths: list[str], near_duplicate: float | None = NEAR_DUPLICATE) ->
                 problems.append(f"{line.where}: duplicate simple prompt (first at {first_simple[key]})")
                 continue
             first_simple[key] = line.where
+            if not re.search(r"\w", simple):
+                continue  # emoji or symbols only: MiniLM maps them all alike, so only exact duplicates count
             texts.append(simple)
             where.append(f"{split}|{line.where}")
 
