@@ -142,7 +142,7 @@ def evaluate(
                 f"({time.perf_counter() - started:.0f} s)"
             )
         del enhancer
-    summary = summarise(results_path, [v.name for v in variants], scorers, seed=seed)
+    summary = summarise(results_path, [v.name for v in variants], scorers, seed=seed, ids={p.id for p in prompts})
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     (out / "summary.md").write_text(summary_markdown(summary), encoding="utf-8")
     return summary
@@ -162,11 +162,14 @@ def _done(results_path: Path) -> set[tuple[str, str]]:
     return done
 
 
-def summarise(results_path: Path, variants: list[str], scorers: list[str], seed: int = 0) -> dict:
+def summarise(
+    results_path: Path, variants: list[str], scorers: list[str], seed: int = 0, ids: set[str] | None = None
+) -> dict:
+    """Statistics over the prompts every variant answered (and, given `ids`, only those prompts)."""
     rows: dict[str, dict[str, dict]] = defaultdict(dict)
     for line in results_path.read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
-        if row["variant"] in variants:
+        if row["variant"] in variants and (ids is None or row["id"] in ids):
             rows[row["variant"]][row["id"]] = row
     ids = (
         sorted(set.intersection(*(set(rows[v]) for v in variants)))
