@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 TORCH  ?= torch==2.13.0
 PROMPT ?= a fox trotting across a snowy field at dawn
 
-.PHONY: demo test test-slow bench lint clean
+.PHONY: demo test test-slow bench eval lint clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -30,6 +30,10 @@ test-slow: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) bench/enhance.py
+
+eval: $(VENV)/.installed
+	$(VENV)/bin/enhancer eval --recipe recipes/eval/embedded-cpu.yaml
+	$(VENV)/bin/enhancer report runs/eval-embedded
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check core plugins examples tests bench

@@ -21,22 +21,38 @@ from datetime import date
 from pathlib import Path
 
 PROMPTS = [
-    "a fox trotting across a snowy field at dawn", "two kids racing paper boats down a gutter after rain",
-    "a neon sign that says \"OPEN\" flickering in the rain", "drone shot of a lighthouse in a storm",
-    "an old man feeding pigeons in a park, watercolor", "a robot learning to dance in an empty warehouse",
-    "three red balloons drifting over a city", "a chef flipping pancakes, slow motion",
-    "pixel art knight walking through a forest", "a jellyfish glowing in the deep sea",
-    "time-lapse of clouds over a mountain lake", "a cat knocking a glass off a table",
-    "claymation snail racing a turtle", "a street market at night with lanterns",
-    "a surfer riding a huge wave at sunset", "anime girl reading on a train, cherry blossoms outside",
-    "a steam locomotive crossing a stone bridge", "close-up of coffee being poured into a cup",
-    "a dragon flying over a medieval castle", "a busy subway platform, film noir",
-    "hands shaping clay on a pottery wheel", "a hot air balloon festival at sunrise",
-    "a snowboarder jumping off a cliff", "a tiny frog on a lily pad in the rain",
-    "low-poly island with a waterfall", "a violinist playing on a rooftop at dusk",
-    "wind turbines on a foggy hill", "a child blowing out birthday candles",
-    "a desert caravan at golden hour", "an astronaut planting a flag on mars",
-    "fireflies in a dark forest clearing", "a bakery window with fresh bread",
+    "a fox trotting across a snowy field at dawn",
+    "two kids racing paper boats down a gutter after rain",
+    'a neon sign that says "OPEN" flickering in the rain',
+    "drone shot of a lighthouse in a storm",
+    "an old man feeding pigeons in a park, watercolor",
+    "a robot learning to dance in an empty warehouse",
+    "three red balloons drifting over a city",
+    "a chef flipping pancakes, slow motion",
+    "pixel art knight walking through a forest",
+    "a jellyfish glowing in the deep sea",
+    "time-lapse of clouds over a mountain lake",
+    "a cat knocking a glass off a table",
+    "claymation snail racing a turtle",
+    "a street market at night with lanterns",
+    "a surfer riding a huge wave at sunset",
+    "anime girl reading on a train, cherry blossoms outside",
+    "a steam locomotive crossing a stone bridge",
+    "close-up of coffee being poured into a cup",
+    "a dragon flying over a medieval castle",
+    "a busy subway platform, film noir",
+    "hands shaping clay on a pottery wheel",
+    "a hot air balloon festival at sunrise",
+    "a snowboarder jumping off a cliff",
+    "a tiny frog on a lily pad in the rain",
+    "low-poly island with a waterfall",
+    "a violinist playing on a rooftop at dusk",
+    "wind turbines on a foggy hill",
+    "a child blowing out birthday candles",
+    "a desert caravan at golden hour",
+    "an astronaut planting a flag on mars",
+    "fireflies in a dark forest clearing",
+    "a bakery window with fresh bread",
 ]
 
 
@@ -64,9 +80,16 @@ def naive_loop(engine, prompts, max_new_tokens, seed):
         text = tokenizer.apply_chat_template(build_messages(prompt), tokenize=False, add_generation_prompt=True)
         inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(engine.device)
         with torch.inference_mode():
-            output = model.generate(**inputs, do_sample=True, temperature=0.7, top_p=0.9, top_k=None,
-                                    repetition_penalty=1.1, max_new_tokens=max_new_tokens,
-                                    pad_token_id=tokenizer.pad_token_id)
+            output = model.generate(
+                **inputs,
+                do_sample=True,
+                temperature=0.7,
+                top_p=0.9,
+                top_k=None,
+                repetition_penalty=1.1,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+            )
         generated += output.shape[1] - inputs["input_ids"].shape[1]
     return generated
 
