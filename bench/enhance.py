@@ -56,11 +56,12 @@ PROMPTS = [
 ]
 
 
-def cold_start(model: str, max_new_tokens: int) -> float:
+def cold_start(model: str, max_new_tokens: int, dtype: str | None) -> float:
     """A new process: import, load the model from the cache, enhance one prompt."""
     code = (
         "import time; t=time.perf_counter(); from enhancer import Enhancer; "
-        f"e=Enhancer.load(model={model!r}); e.enhance('a fox in the snow', seed=0, max_new_tokens={max_new_tokens}); "
+        f"e=Enhancer.load(model={model!r}, dtype={dtype!r}); "
+        f"e.enhance('a fox in the snow', seed=0, max_new_tokens={max_new_tokens}); "
         "print(time.perf_counter()-t)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -98,6 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="embedded")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--dtype", default=None, help="float32 or bfloat16 (default: the engine's choice)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3, help="Warm single-prompt runs (median reported).")
@@ -109,8 +111,8 @@ def main() -> None:
     from enhancer import Enhancer
     from enhancer.prompts import build_messages
 
-    cold = cold_start(args.model, args.max_new_tokens)
-    enhancer = Enhancer.load(model=args.model, device=args.device, batch_size=args.batch_size)
+    cold = cold_start(args.model, args.max_new_tokens, args.dtype)
+    enhancer = Enhancer.load(model=args.model, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
     engine = enhancer.engine
     enhancer.enhance("warm up", seed=0, max_new_tokens=8)
 
@@ -134,6 +136,7 @@ def main() -> None:
     numbers = {
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, device {engine.device}",
+        "dtype": str(next(engine.model.parameters()).dtype).replace("torch.", ""),
         "model": enhancer.model_label,
         "max_new_tokens": args.max_new_tokens,
         "cold_start_s": round(cold, 2),
