@@ -22,7 +22,7 @@ from enhancer.config import RunConfig
 from enhancer.data import load_pairs, load_prompts
 from enhancer.models import resolve_model
 from enhancer.registry import PluginError, PluginRegistry
-from enhancer.rollout import Budget, Rollout
+from enhancer.rollout import Budget, Rollout, rewards_by_step
 
 
 @dataclass
@@ -121,15 +121,7 @@ def run(config: RunConfig | str | None = None, registry: PluginRegistry | None =
 
 
 def _reward_by_step(traces: Path) -> list[dict]:
-    by_step: dict[int, list[float]] = {}
-    if traces.exists():
-        for line in traces.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if row.get("reward") is not None:
-                by_step.setdefault(row["step"], []).append(row["reward"])
     return [
-        {"step": s, "mean_reward": round(sum(r) / len(r), 4), "samples": len(r)} for s, r in sorted(by_step.items())
+        {"step": s, "mean_reward": round(sum(r) / len(r), 4), "samples": len(r)}
+        for s, r in rewards_by_step(traces).items()
     ]

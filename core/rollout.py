@@ -189,3 +189,20 @@ class Rollout:
             except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                 continue
         return max(steps, default=-1)
+
+
+def rewards_by_step(traces: str | Path) -> dict[int, list[float]]:
+    """The rewards of a trace file (ours, or the original project's stage2_traces.jsonl) grouped by step; rows
+    without a reward (could not score) and a torn last line are left out."""
+    by_step: dict[int, list[float]] = {}
+    path = Path(traces)
+    if not path.exists():
+        return by_step
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("reward") is not None:
+            by_step.setdefault(int(row["step"]), []).append(float(row["reward"]))
+    return dict(sorted(by_step.items()))

@@ -112,16 +112,11 @@ def plot_breakdown(summary: dict, field: str, path: Path, title: str) -> Path:
 
 
 def reward_by_step(traces: Path) -> tuple[np.ndarray, np.ndarray]:
-    by_step: dict[int, list[float]] = {}
-    for line in traces.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if row.get("reward") is not None:
-            by_step.setdefault(int(row["step"]), []).append(float(row["reward"]))
-    steps = np.array(sorted(by_step))
-    return steps, np.array([np.mean(by_step[s]) for s in steps])
+    from enhancer.rollout import rewards_by_step
+
+    by_step = rewards_by_step(traces)
+    steps = np.array(list(by_step))
+    return steps, np.array([np.mean(by_step[s]) for s in by_step])
 
 
 def plot_rewards(traces: Path, path: Path, window: int = 5) -> Path:
