@@ -396,6 +396,18 @@ def report(directory, traces):
     click.echo(str(render(directory, traces)))
 
 
+@main.command()
+@click.option("--adapter", required=True, help="The PEFT adapter directory to fold in.")
+@click.option("--merge", "out", required=True, help="Where to write the merged model (a new folder).")
+@click.option("--model", help="Base model (default: the adapter's base_model_name_or_path).")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
+def export(adapter, out, model, dtype):
+    """Merge an adapter into its base model and save a plain model directory for other engines."""
+    from enhancer.export import merge_adapter
+
+    merge_adapter(adapter, out, model=model, dtype=dtype, log=lambda m: click.echo(m, err=True))
+
+
 # ------------------------------------------------------------------------------------------------------ plugins
 
 
