@@ -408,6 +408,49 @@ def export(adapter, out, model, dtype):
     merge_adapter(adapter, out, model=model, dtype=dtype, log=lambda m: click.echo(m, err=True))
 
 
+@main.group()
+def train() -> None:
+    """Train one stage on its own (`enhancer run` chains both)."""
+
+
+@train.command("sft")
+@click.option("--recipe", type=click.Path(dir_okay=False), help="YAML recipe (recipes/sft/); flags override it.")
+@click.option("--model", help="Base model: 'embedded', a local HF directory or a hub id.")
+@click.option("--data", "data_paths", multiple=True, help="Stage-1 pairs (JSONL files or folders).")
+@click.option("--out", help="Output folder; the adapter lands in OUT/stage1/adapter.")
+@click.option("--max-steps", type=click.IntRange(0), help="Optimizer steps (0: use epochs).")
+@click.option("--epochs", type=click.FloatRange(0, min_open=True))
+@click.option("--learning-rate", type=click.FloatRange(0, min_open=True))
+@click.option("--seed", type=int)
+def train_sft_command(recipe, model, data_paths, out, max_steps, epochs, learning_rate, seed):
+    """Stage 1: LoRA SFT with TRL. A folder with checkpoints resumes from the last one."""
+    from enhancer.config import RunConfig
+    from enhancer.data import load_pairs
+    from enhancer.models import resolve_model
+    from enhancer.sft import train_sft
+
+    sft = {
+        k: v
+        for k, v in (("max_steps", max_steps), ("epochs", epochs), ("learning_rate", learning_rate))
+        if v is not None
+    }
+    config = RunConfig.from_yaml(
+        recipe, model=model, stage1_data=list(data_paths) or None, out=out, seed=seed, sft=sft or None
+    )
+    Path(config.out).mkdir(parents=True, exist_ok=True)
+    config.to_yaml(Path(config.out) / "config.yaml")
+    resolved = resolve_model(config.model, "none" if config.model == "embedded" else None)
+    adapter = train_sft(
+        resolved.path,
+        load_pairs(config.stage1_data),
+        config.sft,
+        Path(config.out) / "stage1",
+        seed=config.seed,
+        log=lambda m: click.echo(f"enhancer: {m}", err=True),
+    )
+    click.echo(str(adapter))
+
+
 # ------------------------------------------------------------------------------------------------------ plugins
 
 

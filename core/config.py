@@ -28,11 +28,24 @@ class SFTConfig:
     max_length: int = field(default=512, metadata={"help": "Longest prompt+completion in tokens; longer rows cut."})
     eval_fraction: float = field(default=0.1, metadata={"help": "Share of pairs held out for eval loss."})
     max_eval_rows: int = field(default=200, metadata={"help": "Cap on held-out pairs (eval costs time on CPU)."})
+    report_to: str = field(default="none", metadata={"help": "'none' or 'tensorboard' (logs under out/runs)."})
+    save_steps: int = field(default=20, metadata={"help": "Checkpoint every N steps; a killed run resumes there."})
 
     def __post_init__(self):
-        _positive(self, "learning_rate", "batch_size", "gradient_accumulation", "lora_r", "lora_alpha", "max_length")
+        _positive(
+            self,
+            "learning_rate",
+            "batch_size",
+            "gradient_accumulation",
+            "lora_r",
+            "lora_alpha",
+            "max_length",
+            "save_steps",
+        )
         if self.max_steps < 0 or (self.max_steps == 0 and self.epochs <= 0):
             raise ValueError("sft: set max_steps > 0, or max_steps 0 and epochs > 0")
+        if self.report_to not in ("none", "tensorboard"):
+            raise ValueError(f"sft.report_to must be 'none' or 'tensorboard', got {self.report_to!r}")
         if not 0 <= self.eval_fraction < 0.5:
             raise ValueError(f"sft.eval_fraction must be in [0, 0.5), got {self.eval_fraction}")
 

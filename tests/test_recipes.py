@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from enhancer.config import RunConfig
 from enhancer.registry import PluginRegistry
@@ -13,8 +14,19 @@ from enhancer.registry import PluginRegistry
 from conftest import BIN, REPO
 
 RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))
-RUN_RECIPES = [r for r in RECIPES if "eval" not in r.relative_to(REPO / "recipes").parts]
-EVAL_RECIPES = [r for r in RECIPES if r not in RUN_RECIPES]
+EVAL_RECIPES = [r for r in RECIPES if r.relative_to(REPO / "recipes").parts[0] == "eval"]
+ACCELERATE_CONFIGS = [r for r in RECIPES if r.relative_to(REPO / "recipes").parts[0] == "accelerate"]
+RUN_RECIPES = [r for r in RECIPES if r not in EVAL_RECIPES and r not in ACCELERATE_CONFIGS]
+
+
+@pytest.mark.parametrize("config", ACCELERATE_CONFIGS, ids=lambda p: p.name)
+def test_accelerate_config_is_valid(config: Path):
+    values = yaml.safe_load(config.read_text())
+    assert values["distributed_type"] in ("MULTI_GPU", "DEEPSPEED", "FSDP")
+    assert values["mixed_precision"] == "bf16" and values["num_processes"] >= 1
+    if values["distributed_type"] == "DEEPSPEED":
+        assert values["deepspeed_config"]["zero_stage"] in (2, 3)
+    assert f"--config_file recipes/accelerate/{config.name}" in config.read_text().splitlines()[1]
 
 
 @pytest.mark.parametrize("recipe", EVAL_RECIPES, ids=lambda p: str(p.relative_to(REPO)))
@@ -42,11 +54,14 @@ def test_recipe_is_valid(recipe: Path):
     for path in config.stage1_data + config.stage2_data:
         assert (REPO / path).exists(), f"{recipe.name}: {path} does not exist"
     header = recipe.read_text().splitlines()[:8]
-    assert any("enhancer run --recipe" in line for line in header), "the header must say how to run it"
+    commands = ("enhancer run --recipe", "enhancer train sft --recipe")
+    assert any(c in line for c in commands for line in header), "the header must say how to run it"
 
 
 def test_there_are_recipes():
-    assert RUN_RECIPES and EVAL_RECIPES
+    assert RUN_RECIPES and EVAL_RECIPES and len(ACCELERATE_CONFIGS) == 4
+    sft = {r.name for r in RUN_RECIPES if r.parent.name == "sft"}
+    assert sft == {"smollm2-135m-cpu.yaml", "qwen2.5-0.5b.yaml", "qwen2.5-7b.yaml", "qwen2.5-14b.yaml"}
 
 
 @pytest.mark.slow
