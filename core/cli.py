@@ -422,7 +422,8 @@ def train() -> None:
 @click.option("--epochs", type=click.FloatRange(0, min_open=True))
 @click.option("--learning-rate", type=click.FloatRange(0, min_open=True))
 @click.option("--seed", type=int)
-def train_sft_command(recipe, model, data_paths, out, max_steps, epochs, learning_rate, seed):
+@click.option("--bf16", type=click.BOOL, help="bf16 autocast (true/false); default: on CUDA only.")
+def train_sft_command(recipe, model, data_paths, out, max_steps, epochs, learning_rate, seed, bf16):
     """Stage 1: LoRA SFT with TRL. A folder with checkpoints resumes from the last one."""
     from enhancer.config import RunConfig
     from enhancer.data import load_pairs
@@ -431,7 +432,7 @@ def train_sft_command(recipe, model, data_paths, out, max_steps, epochs, learnin
 
     sft = {
         k: v
-        for k, v in (("max_steps", max_steps), ("epochs", epochs), ("learning_rate", learning_rate))
+        for k, v in (("max_steps", max_steps), ("epochs", epochs), ("learning_rate", learning_rate), ("bf16", bf16))
         if v is not None
     }
     config = RunConfig.from_yaml(

@@ -30,6 +30,9 @@ class SFTConfig:
     max_eval_rows: int = field(default=200, metadata={"help": "Cap on held-out pairs (eval costs time on CPU)."})
     report_to: str = field(default="none", metadata={"help": "'none' or 'tensorboard' (logs under out/runs)."})
     save_steps: int = field(default=20, metadata={"help": "Checkpoint every N steps; a killed run resumes there."})
+    bf16: bool | None = field(
+        default=None, metadata={"help": "bf16 autocast; default: on CUDA only (see docs/benchmarks.md for CPU)."}
+    )
 
     def __post_init__(self):
         _positive(

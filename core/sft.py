@@ -80,7 +80,7 @@ def train_sft(
         seed=seed,
         report_to=config.report_to,
         use_cpu=use_cpu,
-        bf16=not use_cpu,
+        bf16=(not use_cpu) if config.bf16 is None else config.bf16,
         disable_tqdm=True,
     )
     lora = LoraConfig(
