@@ -86,3 +86,16 @@ def test_clean_names_each_problem():
     leaked = "Keep every fact the user gave: the subjects, how many there are. A fox runs."
     assert "leaked instructions" in scorer.problems(leaked)
     assert "markup" in scorer.problems("<b>A fox</b> runs through snow.")
+
+
+def test_a_scorer_with_trls_reward_function_signature():
+    from enhancer.contracts import as_trl_reward_function
+
+    reward = as_trl_reward_function(KeepScorer())
+    completions = [[{"role": "assistant", "content": "Three red balloons drift."}], "Red kites."]
+    assert reward(
+        prompts=["ignored", "ignored"],
+        completions=completions,
+        simple_prompt=["three red balloons", "three red balloons"],
+    ) == [1.0, round(1 / 3, 4)]
+    assert reward.__name__ == "reward_keep"

@@ -9,7 +9,6 @@ failure never sinks the rest of a batch.
 from __future__ import annotations
 
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -235,9 +234,3 @@ class VLLMEngine:
             Generation([o.text for o in out.outputs], [o.finish_reason == "length" for o in out.outputs])
             for out in outputs
         ]
-
-
-def timed(function, *args, **kwargs):
-    started = time.perf_counter()
-    value = function(*args, **kwargs)
-    return value, time.perf_counter() - started
