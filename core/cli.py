@@ -75,10 +75,10 @@ def main() -> None:
 )
 @click.option(
     "--prompt-format",
-    type=click.Choice(["chat", "original"]),
-    default="chat",
-    show_default=True,
-    help="'original': the research project's plain 'Input: ...\\nOutput:' text, for its checkpoints.",
+    type=click.Choice(["chat", "compact", "original"]),
+    default=None,
+    help="Default: the format the adapter was trained with (its enhancer.json), else 'chat'. "
+    "'original': the research project's plain 'Input: ...\\nOutput:' text, for its checkpoints.",
 )
 @click.option(
     "--batch-size",
@@ -423,7 +423,8 @@ def train() -> None:
 @click.option("--learning-rate", type=click.FloatRange(0, min_open=True))
 @click.option("--seed", type=int)
 @click.option("--bf16", type=click.BOOL, help="bf16 autocast (true/false); default: on CUDA only.")
-def train_sft_command(recipe, model, data_paths, out, max_steps, epochs, learning_rate, seed, bf16):
+@click.option("--batching", type=click.Choice(["padded", "grouped", "packed"]), help="How pairs form batches.")
+def train_sft_command(recipe, model, data_paths, out, max_steps, epochs, learning_rate, seed, bf16, batching):
     """Stage 1: LoRA SFT with TRL. A folder with checkpoints resumes from the last one."""
     from enhancer.config import RunConfig
     from enhancer.data import load_pairs
@@ -432,7 +433,13 @@ def train_sft_command(recipe, model, data_paths, out, max_steps, epochs, learnin
 
     sft = {
         k: v
-        for k, v in (("max_steps", max_steps), ("epochs", epochs), ("learning_rate", learning_rate), ("bf16", bf16))
+        for k, v in (
+            ("max_steps", max_steps),
+            ("epochs", epochs),
+            ("learning_rate", learning_rate),
+            ("bf16", bf16),
+            ("batching", batching),
+        )
         if v is not None
     }
     config = RunConfig.from_yaml(
@@ -447,6 +454,12 @@ def train_sft_command(recipe, model, data_paths, out, max_steps, epochs, learnin
         config.sft,
         Path(config.out) / "stage1",
         seed=config.seed,
+        metadata={
+            "base_model": config.model,
+            "recipe": recipe,
+            "command": " ".join(["enhancer", *sys.argv[1:]]),
+            "seed": config.seed,
+        },
         log=lambda m: click.echo(f"enhancer: {m}", err=True),
     )
     click.echo(str(adapter))

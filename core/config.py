@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+BATCHING = ("padded", "grouped", "packed")
+
 
 @dataclass
 class SFTConfig:
@@ -28,10 +30,19 @@ class SFTConfig:
     max_length: int = field(default=512, metadata={"help": "Longest prompt+completion in tokens; longer rows cut."})
     eval_fraction: float = field(default=0.1, metadata={"help": "Share of pairs held out for eval loss."})
     max_eval_rows: int = field(default=200, metadata={"help": "Cap on held-out pairs (eval costs time on CPU)."})
+    eval_steps: int = field(default=20, metadata={"help": "Eval loss every N steps."})
     report_to: str = field(default="none", metadata={"help": "'none' or 'tensorboard' (logs under out/runs)."})
     save_steps: int = field(default=20, metadata={"help": "Checkpoint every N steps; a killed run resumes there."})
     bf16: bool | None = field(
         default=None, metadata={"help": "bf16 autocast; default: on CUDA only (see docs/benchmarks.md for CPU)."}
+    )
+    prompt_format: str = field(
+        default="chat",
+        metadata={"help": "'chat' (full instruction) or 'compact' (one line; cheaper); recorded in enhancer.json."},
+    )
+    batching: str = field(
+        default="padded",
+        metadata={"help": "'padded' (random batches), 'grouped' (similar lengths together) or 'packed' (no padding)."},
     )
 
     def __post_init__(self):
@@ -44,11 +55,16 @@ class SFTConfig:
             "lora_alpha",
             "max_length",
             "save_steps",
+            "eval_steps",
         )
         if self.max_steps < 0 or (self.max_steps == 0 and self.epochs <= 0):
             raise ValueError("sft: set max_steps > 0, or max_steps 0 and epochs > 0")
         if self.report_to not in ("none", "tensorboard"):
             raise ValueError(f"sft.report_to must be 'none' or 'tensorboard', got {self.report_to!r}")
+        if self.prompt_format not in ("chat", "compact"):
+            raise ValueError(f"sft.prompt_format must be 'chat' or 'compact', got {self.prompt_format!r}")
+        if self.batching not in BATCHING:
+            raise ValueError(f"sft.batching must be one of {', '.join(BATCHING)}, got {self.batching!r}")
         if not 0 <= self.eval_fraction < 0.5:
             raise ValueError(f"sft.eval_fraction must be in [0, 0.5), got {self.eval_fraction}")
 

@@ -29,11 +29,39 @@ class ModelNotFoundError(FileNotFoundError):
     """A model or adapter could not be found where it was asked for."""
 
 
+METADATA_FILE = "enhancer.json"  # written next to an adapter (or a merged model) by `enhancer train sft`
+
+
 @dataclass
 class ResolvedModel:
     path: str  # local directory or hub id for from_pretrained
     adapter: str | None
     label: str  # what goes into the "model" field of outputs
+
+    def trained_prompt_format(self) -> str | None:
+        """The prompt format the adapter (or merged model) was trained with, from its enhancer.json."""
+        for directory in (self.adapter, self.path):
+            if directory:
+                found = read_metadata(directory).get("prompt_format")
+                if found:
+                    return found
+        return None
+
+
+def read_metadata(directory: str | Path) -> dict:
+    """enhancer.json of a trained adapter or merged model; {} when there is none (a plain HF model or hub id)."""
+    import json
+
+    path = Path(directory) / METADATA_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); delete it or rewrite it") from error
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return data
 
 
 def enhancer_home() -> Path:

@@ -77,7 +77,17 @@ def run(config: RunConfig | str | None = None, registry: PluginRegistry | None =
         from enhancer.sft import train_sft
 
         pairs = load_pairs(config.stage1_data)
-        adapter = str(train_sft(resolved.path, pairs, config.sft, out / "stage1", seed=config.seed, log=log))
+        adapter = str(
+            train_sft(
+                resolved.path,
+                pairs,
+                config.sft,
+                out / "stage1",
+                seed=config.seed,
+                metadata={"base_model": config.model, "seed": config.seed},
+                log=log,
+            )
+        )
     stage1_seconds = time.perf_counter() - stage1_started
 
     # Every backend factory takes `out_dir`: the core decides where videos go (see hookspecs.py).

@@ -122,6 +122,12 @@ NEGATIVE_INSTRUCTION = (
     "Reply with the list only."
 )
 
+# The `compact` format: a one-line instruction for models fine-tuned on enhancer's pairs. They learned the task from
+# the data, so the long instruction would only cost prompt tokens: about 190 of the 250 a chat prompt takes, which
+# on a CPU is 40% of every SFT step and most of the prefill at inference. An adapter trained with it records the
+# format in its enhancer.json, and inference picks it up from there.
+COMPACT_SYSTEM = "Rewrite the idea as one detailed text-to-video prompt. Keep every fact; reply with the prompt only."
+
 # The original research project's completion format, kept so its data and checkpoints still work.
 ORIGINAL_FORMAT = "Input: {simple}\nOutput:"
 
@@ -159,7 +165,7 @@ def user_message(simple: str, profile: TargetProfile) -> str:
     return f"{profile.advice} {shape}\nIdea: {simple}"
 
 
-PROMPT_FORMATS = ("chat", "original", "baseline")
+PROMPT_FORMATS = ("chat", "compact", "original", "baseline")
 
 # The `baseline-system-prompt` variant of `enhancer eval`: a base model driven only by a system prompt, the way
 # the prompt extenders shipped with Wan and LTX-Video work (written in our own words). It is what enhancer's
@@ -181,10 +187,10 @@ def build_messages(simple: str, target: str = "generic", prompt_format: str = "c
         return [{"role": "completion", "content": ORIGINAL_FORMAT.format(simple=simple)}]
     if prompt_format == "baseline":
         return [{"role": "system", "content": BASELINE_SYSTEM}, {"role": "user", "content": simple}]
-    if prompt_format != "chat":
+    if prompt_format not in ("chat", "compact"):
         raise ValueError(f"unknown prompt format {prompt_format!r}; valid formats: {', '.join(PROMPT_FORMATS)}")
     return [
-        {"role": "system", "content": SYSTEM_INSTRUCTION},
+        {"role": "system", "content": SYSTEM_INSTRUCTION if prompt_format == "chat" else COMPACT_SYSTEM},
         {"role": "user", "content": user_message(simple, profile)},
     ]
 

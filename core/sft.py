@@ -7,59 +7,77 @@ prompt/completion data). A run killed mid-way resumes from its last checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import platform
 import random
+import time
 from pathlib import Path
 
 from enhancer.data import Pair
+from enhancer.models import METADATA_FILE
 from enhancer.prompts import build_messages
 
 FORM_TARGETS = {"structured": "sora", "paragraph": "generic"}  # which profile's instruction each form trains
 
 
-def to_conversations(pairs: list[Pair]) -> list[dict]:
+def data_hash(pairs: list[Pair]) -> str:
+    """sha256 over the pairs in order: the same data gives the same hash wherever its files lie."""
+    digest = hashlib.sha256()
+    for pair in pairs:
+        digest.update(json.dumps([pair.simple, pair.detailed, pair.target], ensure_ascii=False).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def batching_args(batching: str) -> dict:
+    """SFTConfig arguments for each `sft.batching` (bench/sft.py measures what each costs on a CPU)."""
+    if batching == "grouped":
+        return {"train_sampling_strategy": "group_by_length"}
+    if batching == "packed":
+        # best-fit packing into max_length rows; position_ids restart at every pair, and transformers builds a
+        # block-diagonal mask from them, so pairs packed together do not attend to each other (tests/test_sft.py)
+        return {"packing": True, "packing_strategy": "bfd"}
+    return {}
+
+
+def count_too_long(tokenizer, rows: list[dict], max_length: int) -> int:
+    """Rows longer than max_length; the trainer cuts them, and a cut completion loses its end-of-turn token."""
+    too_long = 0
+    for row in rows:
+        text = tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=False)
+        too_long += len(tokenizer(text, add_special_tokens=False)["input_ids"]) > max_length
+    return too_long
+
+
+def to_conversations(pairs: list[Pair], prompt_format: str = "chat") -> list[dict]:
     return [
         {
-            "prompt": build_messages(pair.simple, FORM_TARGETS[pair.target]),
+            "prompt": build_messages(pair.simple, FORM_TARGETS[pair.target], prompt_format),
             "completion": [{"role": "assistant", "content": pair.detailed}],
         }
         for pair in pairs
     ]
 
 
-def train_sft(
-    model_path: str,
-    pairs: list[Pair],
-    config,
-    out_dir: str | Path,
-    *,
-    seed: int = 0,
-    use_cpu: bool | None = None,
-    log=print,
-) -> Path:
-    """Train a LoRA adapter on `pairs`; returns the adapter directory (`out_dir/adapter`)."""
+def build_trainer(model_path: str, pairs: list[Pair], config, out_dir: Path, *, seed: int, use_cpu: bool, log=print):
+    """The SFTTrainer for `pairs` (also used by bench/sft.py); returns (trainer, tokenizer, n_train, n_eval)."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    out_dir = Path(out_dir)
-    adapter_dir = out_dir / "adapter"
-    if (adapter_dir / "adapter_config.json").exists():
-        log(f"stage 1: adapter already trained in {adapter_dir}; skipping")
-        return adapter_dir
-    if not pairs:
-        raise ValueError("stage 1 has no training pairs")
-    rows = to_conversations(pairs)
+    rows = to_conversations(pairs, config.prompt_format)
     random.Random(seed).shuffle(rows)
     n_eval = min(int(len(rows) * config.eval_fraction), config.max_eval_rows) if len(rows) >= 10 else 0
     train_rows, eval_rows = rows[n_eval:], rows[:n_eval]
-    use_cpu = (not torch.cuda.is_available()) if use_cpu is None else use_cpu
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    too_long = count_too_long(tokenizer, rows, config.max_length)
+    if too_long:
+        log(f"stage 1: {too_long} of {len(rows)} pairs exceed max_length {config.max_length} tokens and will be cut")
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32 if use_cpu else torch.bfloat16)
     args = SFTConfig(
         output_dir=str(out_dir / "checkpoints"),
@@ -75,13 +93,14 @@ def train_sft(
         save_steps=config.save_steps,
         save_total_limit=2,
         eval_strategy="steps" if eval_rows else "no",
-        eval_steps=20,
+        eval_steps=config.eval_steps,
         max_length=config.max_length,
         seed=seed,
         report_to=config.report_to,
         use_cpu=use_cpu,
         bf16=(not use_cpu) if config.bf16 is None else config.bf16,
         disable_tqdm=True,
+        **batching_args(config.batching),
     )
     lora = LoraConfig(
         r=config.lora_r,
@@ -98,11 +117,41 @@ def train_sft(
         processing_class=tokenizer,
         peft_config=lora,
     )
+    return trainer, tokenizer, len(train_rows), len(eval_rows)
+
+
+def train_sft(
+    model_path: str,
+    pairs: list[Pair],
+    config,
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    use_cpu: bool | None = None,
+    metadata: dict | None = None,
+    log=print,
+) -> Path:
+    """Train a LoRA adapter on `pairs`; returns the adapter directory (`out_dir/adapter`), which also holds
+    enhancer.json: the prompt format inference must use, the data hash, wall time, machine and `metadata`."""
+    import torch
+
+    out_dir = Path(out_dir)
+    adapter_dir = out_dir / "adapter"
+    if (adapter_dir / "adapter_config.json").exists():
+        log(f"stage 1: adapter already trained in {adapter_dir}; skipping")
+        return adapter_dir
+    if not pairs:
+        raise ValueError("stage 1 has no training pairs")
+    started = time.perf_counter()
+    use_cpu = (not torch.cuda.is_available()) if use_cpu is None else use_cpu
+    trainer, tokenizer, n_train, n_eval = build_trainer(
+        model_path, pairs, config, out_dir, seed=seed, use_cpu=use_cpu, log=log
+    )
     resume = any((out_dir / "checkpoints").glob("checkpoint-*"))
-    log(f"stage 1: SFT on {len(train_rows)} pairs ({len(eval_rows)} held out){'; resuming' if resume else ''}")
+    log(f"stage 1: SFT on {n_train} pairs ({n_eval} held out){'; resuming' if resume else ''}")
     result = trainer.train(resume_from_checkpoint=True if resume else None)
     metrics = dict(result.metrics)
-    if eval_rows:
+    if n_eval:
         metrics.update(trainer.evaluate())
     trainer.save_model(str(adapter_dir))
     tokenizer.save_pretrained(str(adapter_dir))
@@ -110,6 +159,20 @@ def train_sft(
     (adapter_dir / "train_metrics.json").write_text(
         json.dumps({"losses": losses, **metrics}, indent=2), encoding="utf-8"
     )
+    info = {
+        "prompt_format": config.prompt_format,
+        "base_model": model_path,
+        "pairs": len(pairs),
+        "data_sha256": data_hash(pairs),
+        "sft": {k: getattr(config, k) for k in config.__dataclass_fields__},
+        "steps": trainer.state.global_step,
+        "wall_seconds_this_run": round(time.perf_counter() - started, 1),
+        "machine": f"{platform.machine()}, {platform.system()}, "
+        + (torch.cuda.get_device_name(0) if not use_cpu else f"CPU, {torch.get_num_threads()} threads"),
+        "torch": torch.__version__,
+        **(metadata or {}),
+    }
+    (adapter_dir / METADATA_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     log(
         f"stage 1: done; loss {losses[0] if losses else float('nan'):.3f} -> {losses[-1] if losses else float('nan'):.3f}"
     )

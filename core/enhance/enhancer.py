@@ -75,11 +75,12 @@ class Enhancer:
         max_new_tokens: int | None = None,
         timeout: float = 60.0,
         retries: int = 2,
-        prompt_format: str = "chat",
+        prompt_format: str | None = None,
         log=_stderr,
     ) -> Enhancer:
+        """`prompt_format=None` uses the format the adapter was trained with (its enhancer.json), else "chat"."""
         check_engine(engine)
-        if prompt_format not in PROMPT_FORMATS:
+        if prompt_format is not None and prompt_format not in PROMPT_FORMATS:
             raise ValueError(f"unknown prompt format {prompt_format!r}; valid formats: {', '.join(PROMPT_FORMATS)}")
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
@@ -90,8 +91,10 @@ class Enhancer:
                 raise ValueError("the openai engine needs --base-url, e.g. http://127.0.0.1:8000/v1")
             served = None if model == EMBEDDED else model
             backend = OpenAIEngine(served, base_url, api_key=api_key, timeout=timeout, retries=retries)
-            return cls(backend, model if served else f"openai:{base_url}", temperature, max_new_tokens, prompt_format)
+            label = model if served else f"openai:{base_url}"
+            return cls(backend, label, temperature, max_new_tokens, prompt_format or "chat")
         resolved = resolve_model(model, adapter, log=log)
+        prompt_format = prompt_format or resolved.trained_prompt_format() or "chat"
         if engine == "vllm":
             backend = VLLMEngine(resolved.path, resolved.adapter)
         else:

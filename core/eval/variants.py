@@ -7,7 +7,7 @@ baseline-system-prompt                the embedded base model driven only by a g
                                       Wan's and LTX-Video's prompt extenders work
 model=DIR,adapter=DIR                 any local model (+ PEFT adapter)
 model=NAME,engine=openai,base_url=URL any OpenAI-compatible endpoint
-...,prompt=baseline|chat|original     which prompt format to drive it with
+...,prompt=baseline|chat|compact|original  which prompt format (default: the adapter's own, else chat)
 ...,dtype=bfloat16                    the weights' dtype (default: float32 on CPU, bfloat16 on GPU)
 
 --variant raw --variant base=embedded-base --variant sft=model=embedded,adapter=runs/x/stage1/adapter
@@ -34,7 +34,7 @@ class Variant:
     adapter: str | None = None
     engine: str = "transformers"
     base_url: str | None = None
-    prompt: str = "chat"
+    prompt: str | None = None  # None: the format the adapter was trained with, else "chat"
     dtype: str | None = None  # "bfloat16" is ~1.5x faster than float32 on CPUs with AVX512-BF16
 
     def describe(self) -> str:
