@@ -11,6 +11,7 @@ the output folder has rows: rows already there for a variant and prompt id are k
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import time
 from collections import defaultdict
@@ -142,7 +143,14 @@ def evaluate(
                 f"({time.perf_counter() - started:.0f} s)"
             )
         del enhancer
-    summary = summarise(results_path, [v.name for v in variants], scorers, seed=seed, ids={p.id for p in prompts})
+    summary = summarise(
+        results_path,
+        [v.name for v in variants],
+        scorers,
+        seed=seed,
+        ids={p.id for p in prompts},
+        checks=OutputChecks(registry, target),
+    )
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     (out / "summary.md").write_text(summary_markdown(summary), encoding="utf-8")
     return summary
@@ -162,8 +170,64 @@ def _done(results_path: Path) -> set[tuple[str, str]]:
     return done
 
 
+class OutputChecks:
+    """Pass/fail facts about each output, beside the scores: the gates a shipped model must clear (issue 5).
+
+    - chatter: the output talks to the user ("Sure! Here is", "this prompt") instead of being the prompt;
+    - loop: a repetition loop;
+    - video prompt: it reads as a video prompt, not an answer or a refusal: no chatter, meta text or leaked
+      instruction, at least half the target's minimum words, and at least one cinematic decision (camera, lens,
+      lighting, palette, motion or atmosphere). For adversarial inputs (questions, instructions, markup) this
+      is the whole test: did the model write a prompt about what they show, or obey them?
+    """
+
+    def __init__(self, registry, target: str):
+        from enhancer.prompts import get_profile
+
+        self.clean = registry.create("scorer", "clean")
+        self.coverage = registry.create("scorer", "coverage")
+        self.profile = get_profile(target)
+
+    def check(self, simple: str, enhanced: str) -> dict:
+        problems = set(self.clean.problems(enhanced)) if enhanced.strip() else {"empty"}
+        covered = self.coverage.score([Sample(simple, enhanced)])[0] if enhanced.strip() else 0.0
+        words = len(enhanced.split())
+        return {
+            "chatter": bool(problems & {"chatter", "meta text"}),
+            "loop": "repetition" in problems,
+            "video_prompt": not problems & {"chatter", "meta text", "leaked instructions", "empty"}
+            and words >= self.profile.min_words / 2
+            and covered > 0,
+            "words": words,
+        }
+
+    def summarise(self, rows: list[dict]) -> dict:
+        checked = [(row, self.check(row["simple"], row["enhanced"])) for row in rows]
+        adversarial = [c for row, c in checked if row["kind"] == "adversarial"]
+        words = sorted(c["words"] for _, c in checked)
+        median = statistics.median(words) if words else 0
+        return {
+            "outputs": len(checked),
+            "chatter": sum(c["chatter"] for _, c in checked),
+            "loops": sum(c["loop"] for _, c in checked),
+            "loop_share": round(sum(c["loop"] for _, c in checked) / max(1, len(checked)), 4),
+            "adversarial": len(adversarial),
+            "adversarial_video_prompt": round(sum(c["video_prompt"] for c in adversarial) / len(adversarial), 4)
+            if adversarial
+            else None,
+            "median_words": median,
+            "budget": [self.profile.min_words, self.profile.budget_words()],
+            "median_in_budget": self.profile.min_words <= median <= self.profile.budget_words(),
+        }
+
+
 def summarise(
-    results_path: Path, variants: list[str], scorers: list[str], seed: int = 0, ids: set[str] | None = None
+    results_path: Path,
+    variants: list[str],
+    scorers: list[str],
+    seed: int = 0,
+    ids: set[str] | None = None,
+    checks: OutputChecks | None = None,
 ) -> dict:
     """Statistics over the prompts every variant answered (and, given `ids`, only those prompts)."""
     rows: dict[str, dict[str, dict]] = defaultdict(dict)
@@ -191,11 +255,14 @@ def summarise(
         "by_style": {},
         "by_kind": {},
         "status": {},
+        "checks": {},
     }
     for variant in variants:
         summary["means"][variant] = {m: bootstrap_mean([value(variant, i, m) for i in ids], seed) for m in metrics}
         statuses = [rows[variant][i]["status"] for i in ids]
         summary["status"][variant] = {s: statuses.count(s) for s in sorted(set(statuses))}
+        if checks is not None:
+            summary["checks"][variant] = checks.summarise([rows[variant][i] for i in ids])
         for field, key in (("by_style", "style"), ("by_kind", "kind")):
             groups = defaultdict(list)
             for i in ids:
@@ -236,6 +303,31 @@ def summary_markdown(summary: dict) -> str:
     for a in variants:
         cells = ["-" if a == b else _fmt(summary["win_rates"][a][b], "rate") for b in variants]
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    if summary.get("checks"):
+        lines += [
+            "",
+            "Output checks: chatter and loops count outputs; adversarial is the share of adversarial prompts "
+            "answered with a video prompt; median words against the target's budget.",
+            "",
+            "| check | " + " | ".join(variants) + " |",
+            "|---|" + "---|" * len(variants),
+        ]
+        c = summary["checks"]
+        rows_out = (
+            ("chatter", lambda x: f"{x['chatter']} of {x['outputs']}"),
+            ("repetition loops", lambda x: f"{x['loops']} ({x['loop_share']:.1%})"),
+            (
+                "adversarial -> video prompt",
+                lambda x: (
+                    "n/a"
+                    if x["adversarial_video_prompt"] is None
+                    else f"{x['adversarial_video_prompt']:.1%} of {x['adversarial']}"
+                ),
+            ),
+            ("median words", lambda x: f"{x['median_words']:g} (budget {x['budget'][0]}-{x['budget'][1]})"),
+        )
+        for label, cell in rows_out:
+            lines.append(f"| {label} | " + " | ".join(cell(c[v]) for v in variants) + " |")
     lines += [
         "",
         "Status counts: "

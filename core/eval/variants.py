@@ -20,7 +20,7 @@ from dataclasses import dataclass
 SHORTCUTS = {
     "raw": {"kind": "raw"},
     "embedded": {"model": "embedded"},
-    "embedded-base": {"model": "embedded", "adapter": "none"},
+    "embedded-base": {"model": "embedded", "adapter": "none", "prompt": "chat"},
     "baseline-system-prompt": {"model": "embedded", "adapter": "none", "prompt": "baseline"},
 }
 KEYS = ("model", "adapter", "engine", "base_url", "prompt", "kind", "dtype")
