@@ -376,6 +376,7 @@ def eval_command(
         max_new_tokens=config.max_new_tokens,
         dtype=config.dtype,
         plugins=config.plugins,
+        command=" ".join(["enhancer", *sys.argv[1:]]),
     )
     from enhancer.eval.runner import summary_markdown
 
@@ -398,11 +399,24 @@ def report(directory, traces):
 
 @main.command()
 @click.option("--adapter", required=True, help="The PEFT adapter directory to fold in.")
-@click.option("--merge", "out", required=True, help="Where to write the merged model (a new folder).")
+@click.option("--merge", "out", help="Where to write the merged model (a new folder).")
 @click.option("--model", help="Base model (default: the adapter's base_model_name_or_path).")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
-def export(adapter, out, model, dtype):
+@click.option(
+    "--ship-embedded",
+    is_flag=True,
+    help="Maintainers: copy the adapter into enhancer/assets/embedded/ as the embedded default, with a model card.",
+)
+@click.option("--eval", "eval_dir", type=click.Path(file_okay=False), help="With --ship-embedded: the eval folder.")
+def export(adapter, out, model, dtype, ship_embedded, eval_dir):
     """Merge an adapter into its base model and save a plain model directory for other engines."""
+    if (out is None) == (not ship_embedded):
+        raise click.UsageError("give --merge OUT or --ship-embedded")
+    if ship_embedded:
+        from enhancer.modelcard import ship_embedded as ship
+
+        ship(adapter, eval_dir, log=lambda m: click.echo(m, err=True))
+        return
     from enhancer.export import merge_adapter
 
     merge_adapter(adapter, out, model=model, dtype=dtype, log=lambda m: click.echo(m, err=True))

@@ -8,6 +8,7 @@ Hugging Face model directory (safetensors + tokenizer), for vLLM, llama.cpp conv
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 
@@ -16,7 +17,7 @@ def merge_adapter(adapter: str, out: str, model: str | None = None, dtype: str =
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from enhancer.models import resolve_model
+    from enhancer.models import METADATA_FILE, resolve_model
 
     adapter_path = Path(adapter)
     config_file = adapter_path / "adapter_config.json"
@@ -34,6 +35,8 @@ def merge_adapter(adapter: str, out: str, model: str | None = None, dtype: str =
     merged.save_pretrained(out_path)
     tokenizer_source = adapter if (adapter_path / "tokenizer_config.json").exists() else resolved.path
     AutoTokenizer.from_pretrained(tokenizer_source).save_pretrained(out_path)
+    if (adapter_path / METADATA_FILE).is_file():  # the prompt format the adapter was trained with goes along
+        shutil.copy2(adapter_path / METADATA_FILE, out_path / METADATA_FILE)
     (out_path / "enhancer_export.json").write_text(
         json.dumps({"base_model": resolved.path, "adapter": str(adapter_path.resolve())}, indent=2), encoding="utf-8"
     )

@@ -66,3 +66,46 @@ def test_merged_model_matches_base_plus_adapter(tiny_model_dir, adapter_dir, tmp
         timeout=120,
     )
     assert missing.returncode == 2 and "no adapter_config.json" in missing.stderr
+
+
+def test_ship_embedded_copies_the_adapter_and_writes_its_card(adapter_dir, tmp_path):
+    import json
+
+    from enhancer.eval import evaluate, parse_variant
+    from enhancer.modelcard import ship_embedded
+
+    with pytest.raises(FileNotFoundError, match="missing enhancer.json, train_metrics.json"):
+        ship_embedded(adapter_dir, dest=tmp_path / "assets", log=lambda m: None)
+    info = {"prompt_format": "compact", "base_model": "embedded", "pairs": 4, "data_sha256": "ab" * 32, "steps": 3}
+    info |= {"sft": {"lora_r": 4, "epochs": 1.0}, "command": "enhancer train sft --recipe r.yaml", "seed": 0}
+    (adapter_dir / "enhancer.json").write_text(json.dumps(info))
+    (adapter_dir / "train_metrics.json").write_text(json.dumps({"losses": [3.5, 1.25], "eval_loss": 1.5}))
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        json.dumps(
+            {"id": "p1", "simple": "a red kite", "keep": ["kite"], "style": None, "quote": [], "kind": "normal"}
+        )
+        + "\n"
+    )
+    evaluate([str(prompts)], [parse_variant("raw")], tmp_path / "eval", command="enhancer eval x", log=lambda m: None)
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "assets" / "stale.safetensors").write_text("old")  # an older adapter's file must not linger
+
+    dest = ship_embedded(adapter_dir, tmp_path / "eval", dest=tmp_path / "assets", log=lambda m: None)
+    assert sorted(p.name for p in dest.iterdir()) == [
+        "MODEL_CARD.md",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "enhancer.json",
+        "train_metrics.json",
+    ]
+    assert json.loads((dest / "adapter_config.json").read_text())["base_model_name_or_path"] == "embedded"
+    card = (dest / "MODEL_CARD.md").read_text()
+    assert "`enhancer train sft --recipe r.yaml`" in card and "abab" in card and "3.500" in card
+    assert "Command: `enhancer eval x` on 1 prompts" in card and "| keep | 1.000" in card
+    assert "prompt_format='compact'" in card
+
+    info["base_model"] = "/some/other/model"
+    (adapter_dir / "enhancer.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="not the embedded model"):
+        ship_embedded(adapter_dir, dest=tmp_path / "assets", log=lambda m: None)

@@ -74,6 +74,7 @@ def evaluate(
     max_new_tokens: int | None = None,
     dtype: str | None = None,
     plugins: list[str] = (),
+    command: str | None = None,
     log=_log,
 ) -> dict:
     scorers = list(scorers or DEFAULT_SCORERS)
@@ -102,6 +103,7 @@ def evaluate(
                 "dtype": dtype,
                 "max_new_tokens": max_new_tokens,
                 "batch_size": batch_size,
+                "command": command,
             },
             indent=2,
         ),

