@@ -10,6 +10,19 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 
+class TransientVideoError(RuntimeError):
+    """A fault worth retrying (429, 5xx, timeout, dropped connection). `retry_after`: seconds the server asked for."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class VideoJobFailed(RuntimeError):
+    """The backend ran the job and it failed for good (moderation, a model error): recorded, never retried, and
+    never replaced by a fake video."""
+
+
 @dataclass
 class Video:
     """A generated video file and what it cost."""

@@ -1,0 +1,1 @@
+"""HTTP servers: the OpenAI videos protocol in front of any video backend (`enhancer video serve`)."""
