@@ -8,33 +8,25 @@ Policy trainers call it directly (`rollout(simple, enhanced)`) or through TRL's 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from enhancer.contracts import Sample, Video
+from enhancer.video_service import BudgetExceeded, VideoRequest, VideoService
 
-
-class BudgetExceeded(RuntimeError):
-    """The next videos would pass max_videos or max_cost_usd; the trainer should checkpoint and stop."""
+__all__ = ["Budget", "BudgetExceeded", "Rollout", "rewards_by_step"]
 
 
 @dataclass
 class Budget:
+    """Caps for stage 2. The spend itself lives in the video cache's ledger (enhancer.video_service), so a
+    resumed run carries it over."""
+
     max_videos: int | None = None
     max_cost_usd: float | None = None
-    videos: int = 0
-    cost_usd: float = 0.0
-
-    def check(self, new_videos: int, new_cost: float) -> None:
-        if self.max_videos is not None and self.videos + new_videos > self.max_videos:
-            raise BudgetExceeded(f"max_videos={self.max_videos} reached ({self.videos} made, {new_videos} more asked)")
-        if self.max_cost_usd is not None and self.cost_usd + new_cost > self.max_cost_usd + 1e-9:
-            raise BudgetExceeded(f"max_cost_usd={self.max_cost_usd} reached (${self.cost_usd:.2f} spent)")
 
 
 class Rollout:
@@ -60,14 +52,18 @@ class Rollout:
         self.budget = budget or Budget()
         self.video_seed = video_seed
         self.out_dir = Path(out_dir)
-        self.video_dir = self.out_dir / "videos"
         self.traces_path = self.out_dir / "traces.jsonl"
-        self.cache_path = self.out_dir / "video_cache.jsonl"
-        self.video_dir.mkdir(parents=True, exist_ok=True)
-        self.cache: dict[str, Video] = self._load_cache()
-        # a resumed run carries its spend over: every cached video was paid for once
-        self.budget.videos = max(self.budget.videos, len(self.cache))
-        self.budget.cost_usd = max(self.budget.cost_usd, sum(v.cost_usd for v in self.cache.values()))
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        # the cache, retries and ledger every backend shares; its per-job cap is the last line of defence, the
+        # per-step check in _videos the first (a step is made whole or not at all, so the trainer stops cleanly)
+        self.service = VideoService(
+            backend,
+            self.out_dir / "video-cache",
+            concurrency=concurrency,
+            max_cost_usd=self.budget.max_cost_usd,
+            max_videos=self.budget.max_videos,
+            seed=video_seed,
+        )
         self.step = self._last_step() + 1
 
     # --------------------------------------------------------------------------------------------- public
@@ -116,42 +112,35 @@ class Rollout:
         return enhancer_rollout
 
     def summary(self) -> dict:
-        return {"videos": self.budget.videos, "cost_usd": round(self.budget.cost_usd, 4), "cached": len(self.cache)}
+        stats = self.service.summary()
+        return {
+            "videos": len(self.service.ledger.charges),
+            "cost_usd": stats["spent_usd"],
+            "cached": stats["cached_videos"],
+            "cache_hits": stats["hits"],
+            "failed_videos": stats["failed"],
+            "retries": stats["retries"],
+        }
 
     # -------------------------------------------------------------------------------------------- helpers
-    def _key(self, prompt: str) -> str:
-        text = json.dumps([getattr(self.backend, "name", "?"), prompt, self.video_seed, self.seconds, self.size])
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
-
     async def _videos(self, prompts: list[str]) -> list[Video | None]:
-        keys = [self._key(p) for p in prompts]
-        missing = {k: p for k, p in zip(keys, prompts, strict=True) if k not in self.cache}
-        cost = sum(self.backend.estimate_cost(seconds=self.seconds, size=self.size) for _ in missing)
-        self.budget.check(len(missing), cost)
-        semaphore = asyncio.Semaphore(self.concurrency)
-
-        async def one(key: str, prompt: str) -> None:
-            async with semaphore:
-                started = time.perf_counter()
-                video = await self.backend.generate(prompt, seed=self.video_seed, seconds=self.seconds, size=self.size)
-                video.latency_s = video.latency_s or time.perf_counter() - started
-            self.cache[key] = video
-            self.budget.videos += 1
-            self.budget.cost_usd += video.cost_usd
-            with self.cache_path.open("a", encoding="utf-8") as cache:
-                cache.write(json.dumps({"key": key, **video.to_dict()}) + "\n")
-
-        results = await asyncio.gather(*(one(k, p) for k, p in missing.items()), return_exceptions=True)
-        errors = [r for r in results if isinstance(r, Exception)]
-        if errors and len(errors) == len(results):
-            raise RuntimeError(f"every video failed; first error: {errors[0]!r}")
-        out = []
-        for key in keys:
-            video = self.cache.get(key)
-            if video is not None and key not in missing:
-                video = Video(**{**video.to_dict(), "cached": True})
-            out.append(video)
-        return out
+        requests = [VideoRequest(p, self.video_seed, self.seconds, self.size) for p in prompts]
+        plan = self.service.estimate(requests)
+        made = len(self.service.ledger.charges)
+        if self.budget.max_videos is not None and made + plan["to_generate"] > self.budget.max_videos:
+            raise BudgetExceeded(
+                f"max_videos={self.budget.max_videos} reached ({made} made, {plan['to_generate']} more asked)"
+            )
+        if not plan["fits_budget"]:
+            raise BudgetExceeded(
+                f"max_cost_usd={self.budget.max_cost_usd} reached (${plan['spent_usd']:.2f} spent, "
+                f"${plan['cost_usd']:.2f} more asked)"
+            )
+        results = await self.service.agenerate(requests)
+        failed = [r for r in results if r.status != "ok"]
+        if failed and len(failed) == len(results):
+            raise RuntimeError(f"every video of the step failed; first error: {failed[0].error}")
+        return [r.video if r.status == "ok" else None for r in results]
 
     def _score(self, scorer, samples: list[Sample]) -> list[float | None]:
         scores = list(scorer.score(samples))
@@ -165,19 +154,6 @@ class Rollout:
             return None
         total = sum(self.weights.get(n, 1.0) for n in known)
         return sum(self.weights.get(n, 1.0) * s for n, s in known.items()) / total
-
-    def _load_cache(self) -> dict[str, Video]:
-        cache = {}
-        if self.cache_path.exists():
-            for line in self.cache_path.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a torn last line from a killed run
-                key = row.pop("key")
-                if Path(row["path"]).exists():
-                    cache[key] = Video(**row)
-        return cache
 
     def _last_step(self) -> int:
         if not self.traces_path.exists():

@@ -302,7 +302,9 @@ class VideoService:
                 return VideoResult(request, key, "failed", error=message, attempts=attempt)
             video.latency_s = video.latency_s or time.perf_counter() - started
             path = self._store(key, Path(video.path))
-            video = Video(**{**video.to_dict(), "path": str(path), "cost_usd": cost, "cached": False})
+            video = Video(
+                **{**video.to_dict(), "path": str(path), "cost_usd": video.cost_usd or cost, "cached": False}
+            )
             self.stats.generated += 1
             self._record(
                 key, status="ok", job_id=job_id, **{k: v for k, v in video.to_dict().items() if k != "cached"}
