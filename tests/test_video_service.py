@@ -215,3 +215,19 @@ def test_cli_video_generate_and_estimate(tmp_path):
         "max_cost_usd": None,
         "fits_budget": True,
     }
+
+
+def test_concurrency_divides_the_wall_time_of_a_slow_backend():
+    """bench/video.py in small: 16 videos from a backend that takes 0.3 s each, serially and 16 at a time."""
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("bench_video", REPO / "bench" / "video.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    serial = bench.run_case("direct", 1, 16, 0.3)
+    concurrent = bench.run_case("direct", 16, 16, 0.3)
+    assert serial["ok"] == concurrent["ok"] == 16
+    assert serial["seconds"] >= 16 * 0.3
+    assert concurrent["seconds"] < serial["seconds"] / 4, (serial, concurrent)
