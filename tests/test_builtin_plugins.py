@@ -32,6 +32,28 @@ def test_synthetic_backend_is_deterministic_and_follows_the_prompt(tmp_path):
         asyncio.run(backend.generate("x", seed=0, seconds=1.0, size="big"))
 
 
+def test_synthetic_frames_respond_to_colour_light_speed_and_camera():
+    from enhancer.plugins.synthetic import render
+
+    def frames(prompt, seed=0):
+        return render(prompt, seed=seed, seconds=1.0, size="64x48").astype(np.float32)
+
+    def motion(video):
+        return float(np.abs(np.diff(video, axis=0)).mean())
+
+    red, blue = frames("a red kite and a red ball"), frames("a blue kite and a blue ball")
+    assert red[..., 0].mean() - red[..., 2].mean() > blue[..., 0].mean() - blue[..., 2].mean() + 20
+    assert frames("a harbour at night").mean() < 0.6 * frames("a harbour at noon").mean()
+    sunset, moon = frames("a harbour at sunset"), frames("a harbour in moonlight")
+    assert sunset[..., 0].mean() - sunset[..., 2].mean() > moon[..., 0].mean() - moon[..., 2].mean()
+    assert motion(frames("a dog running, slow motion")) < motion(frames("a dog running, time-lapse"))
+    static, panning = frames("a lighthouse, static shot"), frames("a lighthouse, the camera pans left")
+    assert motion(static) < motion(panning)
+    # panning moves the whole picture: frame 4 is frame 0 shifted sideways, not some other picture
+    shift = int(round(0.25 * 64 * 0.5))
+    assert np.abs(np.roll(panning[0], shift, axis=1) - panning[4]).mean() < np.abs(panning[0] - panning[4]).mean()
+
+
 def _grpo_config(tiny_model_dir, out, **rl):
     return RunConfig.from_dict(
         dict(
