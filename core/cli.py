@@ -664,6 +664,30 @@ def reward_score(prompt, enhanced, video_path, rewards, options, plugin_modules)
     click.echo(json.dumps(scores, indent=2))
 
 
+@reward.command("serve")
+@click.argument("name")
+@click.option("--option", "options", multiple=True, help="KEY=VALUE for the scorer (repeatable).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address; 0.0.0.0 only with --api-key.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8200, show_default=True)
+@click.option("--api-key", envvar="ENHANCER_REWARD_API_KEY", help="Require this bearer key.")
+@click.option("--plugin", "plugin_modules", multiple=True, help="Load this module as a plugin.")
+def reward_serve(name, options, host, port, api_key, plugin_modules):
+    """Serve scorer NAME over HTTP (POST /v1/score), e.g. VisionReward from its own environment."""
+    from enhancer.registry import PluginRegistry
+    from enhancer.serve.rewards import RewardServer
+
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        raise click.UsageError(f"--host {host} exposes the server beyond this machine: set --api-key too")
+    registry = PluginRegistry.load(extra_modules=list(plugin_modules))
+    try:
+        scorer = registry.create("scorer", name, **_parse_options(options, "--option"))
+    except ValueError as error:
+        raise click.UsageError(f"{name}: {error}") from error
+    server = RewardServer(scorer, host=host, port=port, api_key=api_key, log=lambda m: click.echo(m, err=True))
+    click.echo(f"enhancer: serving scorer {name} at {server.url}/v1/score", err=True)
+    server.serve_forever()
+
+
 # ------------------------------------------------------------------------------------------------------ plugins
 
 

@@ -15,8 +15,6 @@ job ids are the server's, and content comes only from the files its backend wrot
 from __future__ import annotations
 
 import asyncio
-import email.parser
-import email.policy
 import hmac
 import json
 import re
@@ -26,6 +24,8 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from enhancer.serve.forms import parse_form
 
 MAX_BODY_BYTES = 1 << 20  # a prompt and a few fields; reference images are not supported
 JOB_PATH = re.compile(r"^/v1/videos/(video_[0-9a-f]{24})(/content)?$")
@@ -246,7 +246,7 @@ class VideoProtocolServer:
                 if not self._guard():
                     return None
                 try:
-                    fields = parse_fields(self.headers.get("Content-Type", ""), body)
+                    fields = parse_form(self.headers.get("Content-Type", ""), body)
                     job = server.create(fields, self.headers.get("Idempotency-Key"))
                 except ValueError as error:
                     return self._error(400, str(error))
@@ -268,24 +268,3 @@ class VideoProtocolServer:
                 return self._send(200, Path(job.path).read_bytes(), "video/mp4")
 
         return Handler
-
-
-def parse_fields(content_type: str, body: bytes) -> dict:
-    """Form fields of a multipart/form-data body (what the openai SDK sends) or a JSON object."""
-    if content_type.startswith("multipart/form-data"):
-        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-            f"Content-Type: {content_type}\r\n\r\n".encode() + body
-        )
-        fields = {}
-        for part in message.iter_parts():
-            name = part.get_param("name", header="content-disposition")
-            if name and part.get_filename() is None:
-                fields[name] = part.get_content().strip() if part.get_content_maintype() == "text" else None
-        return fields
-    try:
-        data = json.loads(body or b"{}")
-    except json.JSONDecodeError as error:
-        raise ValueError(f"body is neither multipart/form-data nor JSON: {error}") from error
-    if not isinstance(data, dict):
-        raise ValueError("the JSON body must be an object")
-    return data
