@@ -153,3 +153,35 @@ def test_cli_reward_score_and_a_missing_checklist(tmp_path):
         timeout=120,
     )
     assert missing.returncode == 2 and "ship with VisionReward" in missing.stderr
+
+
+class RewardShapes:
+    """A stand-in with VideoAlign's inference API (reward(paths, prompts, use_norm) -> VQ/MQ/TA/Overall dicts),
+    computing its numbers from the real files, to test the plugin's plumbing without the model."""
+
+    def reward(self, paths, prompts, use_norm=True):
+        out = []
+        for path in paths:
+            frames = frames_per_second(path).astype(np.float32)
+            vq, mq, ta = frames.mean() / 64 - 1, float(np.abs(np.diff(frames, axis=0)).mean()) / 5 - 1, 0.5
+            out.append({"VQ": vq, "MQ": mq, "TA": ta, "Overall": vq + mq + ta})
+        return out
+
+
+def test_videoalign_picks_a_dimension_squashes_it_and_works_remotely(tmp_path):
+    from enhancer.plugins.visionreward import VideoAlignScorer
+
+    video = _video(tmp_path, "a kite at noon, fast", "kite")
+    raw = RewardShapes().reward([video], ["a kite"])[0]
+    samples = [Sample("a kite", "x", video), Sample("a kite", "x", None)]
+    overall = VideoAlignScorer(inferencer=RewardShapes()).score(samples)
+    assert overall[1] is None and overall[0] == pytest.approx(1 / (1 + np.exp(-raw["Overall"] / 3)), abs=1e-6)
+    assert VideoAlignScorer(inferencer=RewardShapes(), dimension="MQ", squash=False).score(samples)[0] == (
+        pytest.approx(raw["MQ"], abs=1e-6)
+    )
+    with pytest.raises(ValueError, match="choose one of VQ, MQ, TA, Overall"):
+        VideoAlignScorer(inferencer=RewardShapes(), dimension="fun")
+    with pytest.raises(ValueError, match="repo=CHECKOUT"):
+        VideoAlignScorer()
+    with RewardServer(VideoAlignScorer(inferencer=RewardShapes())) as server:
+        assert VideoAlignScorer(url=server.url).score(samples) == pytest.approx([overall[0], None])

@@ -24,6 +24,25 @@ from enhancer.serve.forms import parse_form
 MAX_VIDEO_BYTES = 512 << 20
 
 
+def score_remote(
+    url: str, video_path: str, prompt: str, *, enhanced: str | None = None, api_key: str | None = None, timeout=600.0
+) -> float | None:
+    """The client side: send one video to a RewardServer; its score, or None when it could not score."""
+    import urllib.request
+
+    from enhancer.serve.forms import encode_multipart
+
+    fields = {"prompt": prompt, **({"enhanced": enhanced} if enhanced else {})}
+    body, content_type = encode_multipart(fields, {"video": Path(video_path).read_bytes()})
+    request = urllib.request.Request(f"{url.rstrip('/')}/v1/score", data=body, method="POST")
+    request.add_header("Content-Type", content_type)
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        value = json.loads(response.read()).get("score")
+    return None if value is None else float(value)
+
+
 class RewardServer:
     def __init__(self, scorer, *, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None, log=None):
         self.scorer = scorer

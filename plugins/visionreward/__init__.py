@@ -209,20 +209,90 @@ class VisionRewardScorer:
         return scores
 
     def _remote(self, video_path: str, prompt: str) -> float | None:
-        import urllib.request
+        from enhancer.serve.rewards import score_remote
 
-        from enhancer.serve.forms import encode_multipart
+        return score_remote(self.url, video_path, prompt, api_key=self.api_key, timeout=self.timeout_s)
 
-        body, content_type = encode_multipart({"prompt": prompt}, {"video": Path(video_path).read_bytes()})
-        request = urllib.request.Request(f"{self.url}/v1/score", data=body, method="POST")
-        request.add_header("Content-Type", content_type)
-        if self.api_key:
-            request.add_header("Authorization", f"Bearer {self.api_key}")
-        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-            value = json.loads(response.read()).get("score")
-        return None if value is None else float(value)
+
+class VideoAlignScorer:
+    """VideoAlign's VideoReward (Qwen2-VL-2B): visual quality (VQ), motion quality (MQ) and text alignment (TA),
+    each a normalised score, and Overall = their sum. It runs from a checkout of the VideoAlign repository
+    (`repo=`, its own environment) with its checkpoint (`checkpoint=`), or behind `enhancer reward serve
+    videoalign` (`url=`). `dimension` picks VQ, MQ, TA or Overall; with `squash` (default) the score goes through
+    a logistic function (Overall divided by 3 first) so that it lies in (0, 1) like the text scores it is mixed
+    with. Not exercised by the test suite beyond its plumbing: the model needs a GPU and its repository."""
+
+    name = "videoalign"
+    DIMENSIONS = ("VQ", "MQ", "TA", "Overall")
+
+    def __init__(
+        self,
+        repo: str | None = None,
+        checkpoint: str | None = None,
+        url: str | None = None,
+        api_key: str | None = None,
+        dimension: str = "Overall",
+        squash: bool = True,
+        device: str | None = None,
+        timeout_s: float = 600.0,
+        inferencer=None,
+    ):
+        if dimension not in self.DIMENSIONS:
+            raise ValueError(f"dimension {dimension!r}: choose one of {', '.join(self.DIMENSIONS)}")
+        self.dimension, self.squash = dimension, bool(squash)
+        self.url, self.api_key, self.timeout_s = (url.rstrip("/") if url else None), api_key, float(timeout_s)
+        if self.url:
+            return
+        if inferencer is None:
+            if not repo or not checkpoint or not (Path(repo) / "inference.py").is_file():
+                raise ValueError(
+                    "videoalign needs url=http://HOST:PORT (`enhancer reward serve videoalign` in VideoAlign's "
+                    "environment), or repo=CHECKOUT (with inference.py) and checkpoint=DIR in that environment"
+                )
+            import sys
+
+            import torch
+
+            sys.path.insert(0, str(Path(repo).resolve()))
+            from inference import VideoVLMRewardInference  # VideoAlign's own module, from its checkout
+
+            inferencer = VideoVLMRewardInference(
+                checkpoint, device=device or ("cuda" if torch.cuda.is_available() else "cpu"), dtype=torch.bfloat16
+            )
+        self.inferencer = inferencer
+
+    def _value(self, reward: dict) -> float:
+        raw = float(reward[self.dimension])
+        if not self.squash:
+            return raw
+        scaled = raw / 3 if self.dimension == "Overall" else raw
+        return 1 / (1 + math.exp(-scaled))
+
+    def score(self, samples):
+        valid = [i for i, s in enumerate(samples) if s.video_path and Path(s.video_path).is_file()]
+        scores: list[float | None] = [None] * len(samples)
+        if not valid:
+            return scores
+        try:
+            if self.url:
+                from enhancer.serve.rewards import score_remote
+
+                for i in valid:
+                    scores[i] = score_remote(
+                        self.url, samples[i].video_path, samples[i].simple_prompt, api_key=self.api_key,
+                        timeout=self.timeout_s,
+                    )  # fmt: skip
+                return scores
+            rewards = self.inferencer.reward(
+                [samples[i].video_path for i in valid], [samples[i].simple_prompt for i in valid], use_norm=True
+            )
+            for i, reward in zip(valid, rewards, strict=True):
+                scores[i] = round(self._value(reward), 6)
+        except Exception:  # could not score: None, never a fake 0
+            return [None] * len(samples)
+        return scores
 
 
 @hookimpl
 def enhancer_reward_scorers():
-    return {"visionreward": VisionRewardScorer}
+    return {"visionreward": VisionRewardScorer, "videoalign": VideoAlignScorer}
