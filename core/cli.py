@@ -60,6 +60,13 @@ def main() -> None:
     help="The video model the prompt is for: sets the form and the length budget.",
 )
 @click.option("--n", "n", type=click.IntRange(1, 16), default=1, show_default=True, help="Variants per prompt.")
+@click.option(
+    "--candidates",
+    type=click.IntRange(1, 16),
+    default=1,
+    show_default=True,
+    help="Sample this many rewrites and keep the one that keeps your facts best (slower, more faithful).",
+)
 @click.option("--seed", type=int, help="Sampling seed (random when left out; every row records the one used).")
 @click.option("--temperature", type=click.FloatRange(0, 2), default=0.7, show_default=True)
 @click.option(
@@ -99,6 +106,7 @@ def enhance(
     api_key,
     target,
     n,
+    candidates,
     seed,
     temperature,
     max_new_tokens,
@@ -132,6 +140,7 @@ def enhance(
         temperature=temperature,
         max_new_tokens=max_new_tokens,
         prompt_format=prompt_format,
+        candidates=candidates,
         dtype=dtype,
     )
     options = dict(target=target, n=n, seed=seed, negative=negative)

@@ -226,3 +226,27 @@ def test_original_format_is_sent_as_raw_text(tiny_model_dir):
     assert enhancer.engine.render(build_messages("a fox", prompt_format="original")) == "Input: a fox\nOutput:"
     row = enhancer.enhance("a fox", seed=0)
     assert row.status in ("ok", "fallback")
+
+
+def test_candidates_are_ranked_by_the_facts_they_keep(tiny_model_dir):
+    from enhancer.enhance.rank import FactRanker
+
+    ranker = FactRanker()
+    idea = 'three red kites over a beach, pixel art, a banner that says "GO"'
+    keeps = (
+        'Pixel art: three red kites dance over a beach while a banner reading "GO" flaps below, a slow pan along '
+        "the shore in warm light with a teal and coral palette and a bright, playful mood as the wind rises."
+    )
+    drops = (
+        "Several colourful shapes drift above the sand in soft light while the camera pans slowly along the shore "
+        "with a teal and coral palette and a bright, playful mood as the wind rises over the water."
+    )
+    assert ranker.rank(idea, [drops, keeps]) == [keeps, drops]
+    first, second = ranker.scores(idea, [keeps, drops])
+    assert first > second
+
+    enhancer = Enhancer.load(model=str(tiny_model_dir), candidates=3, max_new_tokens=12)
+    row = enhancer.enhance("a red kite", seed=0)
+    assert row.status in ("ok", "fallback") and len(row.variants) <= 1  # n=1: the best of 3, alone
+    with pytest.raises(ValueError, match="candidates must be at least 1"):
+        Enhancer.load(model=str(tiny_model_dir), candidates=0)

@@ -51,10 +51,24 @@ def _stderr(message: str) -> None:
 
 class Enhancer:
     def __init__(
-        self, engine, model_label: str, temperature: float, max_new_tokens: int | None, prompt_format: str = "chat"
+        self,
+        engine,
+        model_label: str,
+        temperature: float,
+        max_new_tokens: int | None,
+        prompt_format: str = "chat",
+        candidates: int = 1,
     ):
+        if candidates < 1:
+            raise ValueError(f"candidates must be at least 1, got {candidates}")
         self.engine = engine
         self.prompt_format = prompt_format
+        self.candidates = candidates
+        self.ranker = None
+        if candidates > 1:
+            from enhancer.enhance.rank import FactRanker
+
+            self.ranker = FactRanker()
         self.model_label = model_label
         self.temperature = temperature
         self.max_new_tokens = max_new_tokens
@@ -76,9 +90,12 @@ class Enhancer:
         timeout: float = 60.0,
         retries: int = 2,
         prompt_format: str | None = None,
+        candidates: int = 1,
         log=_stderr,
     ) -> Enhancer:
-        """`prompt_format=None` uses the format the adapter was trained with (its enhancer.json), else "chat"."""
+        """`prompt_format=None` uses the format the adapter was trained with (its enhancer.json), else "chat".
+        `candidates=N` samples N rewrites per prompt and keeps the ones that keep the user's facts best
+        (enhancer.enhance.rank)."""
         check_engine(engine)
         if prompt_format is not None and prompt_format not in PROMPT_FORMATS:
             raise ValueError(f"unknown prompt format {prompt_format!r}; valid formats: {', '.join(PROMPT_FORMATS)}")
@@ -92,7 +109,7 @@ class Enhancer:
             served = None if model == EMBEDDED else model
             backend = OpenAIEngine(served, base_url, api_key=api_key, timeout=timeout, retries=retries)
             label = model if served else f"openai:{base_url}"
-            return cls(backend, label, temperature, max_new_tokens, prompt_format or "chat")
+            return cls(backend, label, temperature, max_new_tokens, prompt_format or "chat", candidates)
         resolved = resolve_model(model, adapter, log=log)
         prompt_format = prompt_format or resolved.trained_prompt_format() or "chat"
         if engine == "vllm":
@@ -101,7 +118,7 @@ class Enhancer:
             backend = TransformersEngine(
                 resolved.path, resolved.adapter, device=device, dtype=dtype, batch_size=batch_size
             )
-        return cls(backend, resolved.label, temperature, max_new_tokens, prompt_format)
+        return cls(backend, resolved.label, temperature, max_new_tokens, prompt_format, candidates)
 
     def enhance(
         self,
@@ -140,13 +157,16 @@ class Enhancer:
         started = time.perf_counter()
         generations = self.engine.generate(
             [build_messages(text, target, self.prompt_format) for _, text in valid],
-            n=n,
+            n=max(n, self.candidates),
             seed=seed,
             temperature=temperature,
             max_new_tokens=max_new_tokens,
         )
         for (index, text), generation in zip(valid, generations, strict=True):
             results[index] = self._to_enhancement(text, generation, profile, common)
+            if self.ranker is not None and results[index].status == "ok":
+                ranked = self.ranker.rank(text, results[index].variants, target)
+                results[index].enhanced, results[index].variants = ranked[0], ranked[:n]
 
         if negative:
             done = [r for r in results if r is not None and r.status != "error"]

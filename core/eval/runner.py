@@ -46,6 +46,7 @@ def _load_enhancer(variant: Variant, batch_size: int, max_new_tokens: int | None
         engine=variant.engine,
         base_url=variant.base_url,
         prompt_format=variant.prompt,
+        candidates=variant.candidates,
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
         dtype=variant.dtype or dtype,

@@ -9,6 +9,7 @@ model=DIR,adapter=DIR                 any local model (+ PEFT adapter)
 model=NAME,engine=openai,base_url=URL any OpenAI-compatible endpoint
 ...,prompt=baseline|chat|compact|original  which prompt format (default: the adapter's own, else chat)
 ...,dtype=bfloat16                    the weights' dtype (default: float32 on CPU, bfloat16 on GPU)
+...,candidates=4                      sample 4 rewrites per prompt, keep the one that keeps the facts best
 
 --variant raw --variant base=embedded-base --variant sft=model=embedded,adapter=runs/x/stage1/adapter
 """
@@ -23,7 +24,7 @@ SHORTCUTS = {
     "embedded-base": {"model": "embedded", "adapter": "none", "prompt": "chat"},
     "baseline-system-prompt": {"model": "embedded", "adapter": "none", "prompt": "baseline"},
 }
-KEYS = ("model", "adapter", "engine", "base_url", "prompt", "kind", "dtype")
+KEYS = ("model", "adapter", "engine", "base_url", "prompt", "kind", "dtype", "candidates")
 
 
 @dataclass
@@ -36,6 +37,17 @@ class Variant:
     base_url: str | None = None
     prompt: str | None = None  # None: the format the adapter was trained with, else "chat"
     dtype: str | None = None  # "bfloat16" is ~1.5x faster than float32 on CPUs with AVX512-BF16
+    candidates: int = 1  # sample N rewrites and keep the one that keeps the user's facts best
+
+    def __post_init__(self):
+        try:
+            self.candidates = int(self.candidates)
+        except ValueError as error:
+            raise ValueError(
+                f"variant {self.name}: candidates must be a whole number, got {self.candidates!r}"
+            ) from error
+        if self.candidates < 1:
+            raise ValueError(f"variant {self.name}: candidates must be at least 1")
 
     def describe(self) -> str:
         if self.kind == "raw":
@@ -43,7 +55,7 @@ class Variant:
         parts = [f"model={self.model}"]
         parts += [
             f"{k}={getattr(self, k)}"
-            for k in ("adapter", "engine", "base_url", "prompt", "dtype")
+            for k in ("adapter", "engine", "base_url", "prompt", "dtype", "candidates")
             if getattr(self, k) not in (None, Variant.__dataclass_fields__[k].default)
         ]
         return ", ".join(parts)
