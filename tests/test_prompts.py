@@ -143,7 +143,7 @@ def test_original_projects_completion_format():
     assert messages == [{"role": "completion", "content": "Input: a fox in the snow\nOutput:"}]
     cleaned = clean_output(" A red fox pounces into deep snow at dawn.\nInput: a cat\nOutput: A cat", GENERIC)
     assert cleaned.text == "A red fox pounces into deep snow at dawn." and "next example" in cleaned.notes
-    with pytest.raises(ValueError, match="valid formats: chat, original, baseline"):
+    with pytest.raises(ValueError, match="valid formats: chat, compact, original, baseline"):
         build_messages("a fox", prompt_format="alpaca")
 
 

@@ -70,7 +70,7 @@ def test_plugin_raising_at_import_does_not_take_the_core_down(plugin_dir):
     with pytest.raises(UnknownPluginError) as error:
         registry.get("backend", "exploding_backend")
     message = str(error.value)
-    assert "registered backends: synthetic" in message
+    assert "registered backends: diffusers, sora, synthetic." in message
     assert "Plugins that failed to load: explodes (--plugin): RuntimeError: boom at import" in message
 
 

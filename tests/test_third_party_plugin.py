@@ -196,7 +196,7 @@ def test_run_uses_the_third_party_backend(sites, cli_env, tiny_model_dir, tmp_pa
         assert trace["rewards"]["stub_score"] is not None  # the stub scorer read the mp4
         assert trace["reward"] is not None
         path = Path(trace["video_path"])
-        assert path.parent == out / "videos" and path.suffix == ".mp4"
+        assert path.parent == out / "video-cache" / "videos" and path.suffix == ".mp4"  # the core's cache
         frames = read_frames(path)
         assert frames.shape == (4, 32, 32, 3)  # 1 s at 4 fps, 32x32
         difference = abs(frames.astype(int) - list(RGB))
