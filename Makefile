@@ -35,7 +35,7 @@ eval: $(VENV)/.installed
 	$(VENV)/bin/enhancer eval --recipe recipes/eval/embedded-cpu.yaml
 	$(VENV)/bin/enhancer report runs/eval-embedded
 
-# Maintainers: retrain the embedded adapter from scratch (about 80 minutes on 2 CPU cores), evaluate it against the
+# Maintainers: retrain the embedded adapter from scratch (about 85 minutes on 2 CPU cores), evaluate it against the
 # base model and the baseline, and ship it with its model card in core/assets/embedded/.
 embedded-adapter: $(VENV)/.installed
 	rm -rf runs/sft-smollm2-135m runs/eval-embedded-adapter
