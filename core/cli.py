@@ -417,14 +417,15 @@ def report(directory, traces):
     help="Maintainers: copy the adapter into enhancer/assets/embedded/ as the embedded default, with a model card.",
 )
 @click.option("--eval", "eval_dir", type=click.Path(file_okay=False), help="With --ship-embedded: the eval folder.")
-def export(adapter, out, model, dtype, ship_embedded, eval_dir):
+@click.option("--note", help="With --ship-embedded: a line for the model card (e.g. what else the machine ran).")
+def export(adapter, out, model, dtype, ship_embedded, eval_dir, note):
     """Merge an adapter into its base model and save a plain model directory for other engines."""
     if (out is None) == (not ship_embedded):
         raise click.UsageError("give --merge OUT or --ship-embedded")
     if ship_embedded:
         from enhancer.modelcard import ship_embedded as ship
 
-        ship(adapter, eval_dir, log=lambda m: click.echo(m, err=True))
+        ship(adapter, eval_dir, note=note, log=lambda m: click.echo(m, err=True))
         return
     from enhancer.export import merge_adapter
 

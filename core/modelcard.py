@@ -18,7 +18,13 @@ SHIPPED_FILES = ("adapter_config.json", "adapter_model.safetensors", METADATA_FI
 CARD = "MODEL_CARD.md"
 
 
-def ship_embedded(adapter: str | Path, eval_dir: str | Path | None = None, dest: Path = ASSETS_DIR, log=print) -> Path:
+def ship_embedded(
+    adapter: str | Path,
+    eval_dir: str | Path | None = None,
+    dest: Path = ASSETS_DIR,
+    note: str | None = None,
+    log=print,
+) -> Path:
     adapter = Path(adapter)
     missing = [name for name in SHIPPED_FILES if not (adapter / name).is_file()]
     if missing:
@@ -41,7 +47,8 @@ def ship_embedded(adapter: str | Path, eval_dir: str | Path | None = None, dest:
     config = json.loads((dest / "adapter_config.json").read_text(encoding="utf-8"))
     config["base_model_name_or_path"] = "embedded"  # the local cache path of the training machine means nothing here
     (dest / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    (dest / CARD).write_text(model_card(info, json.loads((adapter / "train_metrics.json").read_text()), summary))
+    card = model_card(info, json.loads((adapter / "train_metrics.json").read_text()), summary, note)
+    (dest / CARD).write_text(card, encoding="utf-8")
     log(f"export: shipped {adapter} as the embedded default in {dest}")
     return dest
 
@@ -57,7 +64,49 @@ def _eval_summary(eval_dir: Path) -> dict:
     }
 
 
-def model_card(info: dict, metrics: dict, evaluation: dict | None) -> str:
+# issue 5's bar for the shipped model: (label, how to read it from the summary, threshold test)
+BAR = (
+    (
+        "paired win rate over base (composite)",
+        lambda s: s["win_rates"]["embedded"]["base"]["rate"],
+        lambda v: v >= 0.70,
+    ),
+    (
+        "paired win rate over baseline (composite)",
+        lambda s: s["win_rates"]["embedded"]["baseline"]["rate"],
+        lambda v: v >= 0.70,
+    ),
+    ("keep", lambda s: s["means"]["embedded"]["keep"]["mean"], lambda v: v >= 0.90),
+    ("style kept", lambda s: s["means"]["embedded"]["style"]["mean"], lambda v: v >= 0.90),
+    ("quoted text kept", lambda s: s["means"]["embedded"]["quote"]["mean"], lambda v: v >= 0.80),
+    ("outputs with chatter", lambda s: s["checks"]["embedded"]["chatter"], lambda v: v == 0),
+    ("share with repetition loops", lambda s: s["checks"]["embedded"]["loop_share"], lambda v: v < 0.02),
+    (
+        "adversarial prompts answered with a video prompt",
+        lambda s: s["checks"]["embedded"]["adversarial_video_prompt"],
+        lambda v: v >= 0.80,
+    ),
+    ("median words inside the budget", lambda s: s["checks"]["embedded"]["median_in_budget"], lambda v: bool(v)),
+)
+
+
+def acceptance_table(summary: dict) -> list[str]:
+    """Issue 5's bar against the eval summary, when it has variants named embedded, base and baseline."""
+    if not {"embedded", "base", "baseline"} <= set(summary.get("variants", [])) or not summary.get("checks"):
+        return []
+    lines = ["| criterion (issue 5) | measured | bar met |", "|---|---|---|"]
+    for label, read, passes in BAR:
+        try:
+            value = read(summary)
+        except (KeyError, TypeError):
+            lines.append(f"| {label} | n/a | no |")
+            continue
+        shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+        lines.append(f"| {label} | {shown} | {'yes' if value is not None and passes(value) else 'no'} |")
+    return lines
+
+
+def model_card(info: dict, metrics: dict, evaluation: dict | None, note: str | None = None) -> str:
     sft = info.get("sft", {})
     losses = metrics.get("losses") or [float("nan")]
     hours = info.get("wall_seconds_this_run", 0) / 3600
@@ -82,6 +131,7 @@ def model_card(info: dict, metrics: dict, evaluation: dict | None) -> str:
         f"- Loss (completion tokens only): {losses[0]:.3f} at the first logged step, {losses[-1]:.3f} at the last; "
         f"eval loss on {sft.get('max_eval_rows')} held-out pairs: {metrics.get('eval_loss', float('nan')):.3f}",
         f"- Wall time: {hours:.2f} h on {info.get('machine')} (torch {info.get('torch')})",
+        *([f"- Note: {note}"] if note else []),
         "",
         "Retrain from scratch, evaluate and ship, on the same kind of machine: `make embedded-adapter`.",
         "",
@@ -100,6 +150,9 @@ def model_card(info: dict, metrics: dict, evaluation: dict | None) -> str:
             evaluation["markdown"].strip(),
             "",
         ]
+        bar = acceptance_table(evaluation["summary"])
+        if bar:
+            lines += ["The bar issue 5 set for the shipped model, read from the same run:", "", *bar, ""]
     lines += [
         "## Use it with plain PEFT",
         "",

@@ -109,3 +109,30 @@ def test_ship_embedded_copies_the_adapter_and_writes_its_card(adapter_dir, tmp_p
     (adapter_dir / "enhancer.json").write_text(json.dumps(info))
     with pytest.raises(ValueError, match="not the embedded model"):
         ship_embedded(adapter_dir, dest=tmp_path / "assets", log=lambda m: None)
+
+
+def test_the_model_card_reads_issue_5s_bar_from_the_eval_summary():
+    from enhancer.modelcard import acceptance_table
+
+    def stat(value):
+        return {"mean": value}
+
+    summary = {
+        "variants": ["raw", "embedded", "base", "baseline"],
+        "win_rates": {"embedded": {"base": {"rate": 0.81}, "baseline": {"rate": 0.64}}},
+        "means": {"embedded": {"keep": stat(0.93), "style": stat(0.5), "quote": stat(0.875)}},
+        "checks": {
+            "embedded": {
+                "chatter": 0,
+                "loop_share": 0.0046,
+                "adversarial_video_prompt": 0.9,
+                "median_in_budget": True,
+            }
+        },
+    }
+    rows = dict(line.split(" | ")[0:3:2] for line in (r.strip("| ") for r in acceptance_table(summary)[2:]))
+    assert rows["paired win rate over base (composite)"] == "yes"
+    assert rows["paired win rate over baseline (composite)"] == "no"
+    assert rows["keep"] == "yes" and rows["style kept"] == "no" and rows["quoted text kept"] == "yes"
+    assert rows["outputs with chatter"] == "yes" and rows["median words inside the budget"] == "yes"
+    assert acceptance_table({"variants": ["raw"]}) == []
