@@ -35,8 +35,8 @@ eval: $(VENV)/.installed
 	$(VENV)/bin/enhancer eval --recipe recipes/eval/embedded-cpu.yaml
 	$(VENV)/bin/enhancer report runs/eval-embedded
 
-# Maintainers: retrain the embedded adapter from scratch (about 85 minutes on 2 CPU cores), evaluate it against the
-# base model and the baseline, and ship it with its model card in core/assets/embedded/.
+# Maintainers: retrain the embedded adapter from scratch, evaluate it against the base model and the baseline, and
+# ship it with its model card in core/assets/embedded/ (about 2 hours on 2 idle CPU cores: 85 minutes of training).
 embedded-adapter: $(VENV)/.installed
 	rm -rf runs/sft-smollm2-135m runs/eval-embedded-adapter
 	$(VENV)/bin/enhancer train sft --recipe recipes/sft/smollm2-135m-cpu.yaml
