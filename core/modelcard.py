@@ -159,9 +159,10 @@ def model_card(info: dict, metrics: dict, evaluation: dict | None, note: str | N
         "```python",
         "from peft import PeftModel",
         "from transformers import AutoModelForCausalLM",
-        "from enhancer.models import embedded_base_dir, embedded_adapter_dir",
-        "model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(embedded_base_dir()),",
-        "                                  embedded_adapter_dir())",
+        "from enhancer.models import embedded_adapter_dir, embedded_base_dir",
+        "",
+        "base = AutoModelForCausalLM.from_pretrained(embedded_base_dir())",
+        "model = PeftModel.from_pretrained(base, embedded_adapter_dir())",
         "```",
         "",
         "Build its input with `enhancer.prompts.build_messages(idea, target, prompt_format="
