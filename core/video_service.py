@@ -279,7 +279,10 @@ class VideoService:
                     video = await self._timed(self.backend.generate(request.prompt, **options))
                     self.ledger.commit(key)
             except VideoJobFailed as error:
-                self.ledger.commit(key)  # a job that ran and failed may well be billed: count it
+                if two_phase and job_id is None:
+                    self.ledger.release(key)  # the server refused to create it (401, 400): nothing was spent
+                else:
+                    self.ledger.commit(key)  # a job that ran and failed may well be billed: count it
                 self.stats.failed += 1
                 self._record(key, status="failed", error=str(error), job_id=job_id)
                 return VideoResult(request, key, "failed", error=str(error), attempts=attempt)

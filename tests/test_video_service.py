@@ -162,6 +162,10 @@ def test_the_server_asks_for_its_key_and_refuses_bad_requests(tmp_path):
         wrong = _sora(server, tmp_path, api_key="nope")
         with pytest.raises(VideoJobFailed, match="401"):
             asyncio.run(wrong.generate("a fox", seed=0, seconds=1, size="64x48"))
+        refused = VideoService(wrong, tmp_path / "cache", max_cost_usd=1.0, retry=FAST)
+        [result] = refused.generate([VideoRequest("a fox", seconds=1, size="64x48")])
+        assert result.status == "failed" and "401" in result.error
+        assert refused.ledger.spent_usd == 0 and not refused.ledger.reserved  # refused at create: nothing spent
         right = _sora(server, tmp_path, api_key="s3cret")
         video = asyncio.run(right.generate("a fox", seed=3, seconds=1, size="64x48"))
         assert read_frames(video.path).shape[1:] == (48, 64, 3)

@@ -127,9 +127,7 @@ class SoraBackend:
                 extra_body=extra,
             )
         )
-        if job.status == "failed":
-            raise VideoJobFailed(_job_error(job))
-        return job.id
+        return job.id  # even a job that failed at once exists (and may be billed): fetch reports the failure
 
     async def fetch(self, job_id, *, seed, seconds, size, negative_prompt=None) -> Video:
         started = time.perf_counter()
