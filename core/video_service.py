@@ -28,7 +28,7 @@ import random
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from enhancer.contracts import TransientVideoError, Video, VideoJobFailed
@@ -156,7 +156,6 @@ class CacheStats:
     skipped: int = 0
     retries: int = 0
     generated: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 class VideoService:
@@ -223,7 +222,7 @@ class VideoService:
 
     def summary(self) -> dict:
         return {
-            **{k: v for k, v in asdict(self.stats).items() if k != "extra"},
+            **asdict(self.stats),
             "spent_usd": round(self.ledger.spent_usd, 4),
             "cached_videos": sum(1 for r in self.records.values() if r.get("status") == "ok"),
         }

@@ -16,7 +16,7 @@ CHECKS = ("keep", "quote", "style", "clean", "budget")
 
 
 class FactRanker:
-    def __init__(self, target: str = "generic"):
+    def __init__(self):
         from enhancer.registry import PluginRegistry
 
         registry = PluginRegistry.load()
