@@ -113,8 +113,18 @@ class TransformersEngine:
     def _generate_batch(self, texts, n, temperature, max_new_tokens):
         import torch
 
+        from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+
         encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         sampling = temperature > 0
+        # The penalty counts generated tokens only: applied to the prompt too (generate's default), it pushes the
+        # model away from the user's own words, which a rewrite must keep. Prompts are left-padded, so the first
+        # input_ids.shape[1] tokens of every row are its prompt.
+        penalty = LogitsProcessorList(
+            [RepetitionPenaltyLogitsProcessor(self.repetition_penalty, prompt_ignore_length=encoded["input_ids"].shape[1])]
+            if self.repetition_penalty != 1.0
+            else []
+        )
         with torch.inference_mode():
             output = self.model.generate(
                 **encoded,
@@ -122,7 +132,7 @@ class TransformersEngine:
                 temperature=temperature if sampling else None,
                 top_p=self.top_p if sampling else None,
                 top_k=None,
-                repetition_penalty=self.repetition_penalty,
+                logits_processor=penalty,
                 max_new_tokens=max_new_tokens,
                 num_return_sequences=n,
                 pad_token_id=self.tokenizer.pad_token_id,
