@@ -177,14 +177,30 @@ def test_synth_against_a_local_teacher(tmp_path):
 
     out = tmp_path / "data" / "stage1" / "synth.jsonl"
     with ChatServer(responder=teacher) as server:
+        # realistic and cinematic only: a scripted idea without a style name would be an imposed style otherwise
+        default = ["realistic", "cinematic"]
         first = synth(
-            server.base_url, "teacher", 3, out, pool=[str(pool)], against=[str(tmp_path / "data")], log=lambda m: None
+            server.base_url,
+            "teacher",
+            3,
+            out,
+            pool=[str(pool)],
+            against=[str(tmp_path / "data")],
+            styles=default,
+            log=lambda m: None,
         )
         assert (first.written, first.requests) == (3, 6)
         too_short = f"{asked[1]} detailed prompt has 2 words"
         assert dict(first.rejected) == {"not a JSON object": 1, too_short: 1, "duplicate or near-duplicate": 1}
         second = synth(
-            server.base_url, "teacher", 4, out, pool=[str(pool)], against=[str(tmp_path / "data")], log=lambda m: None
+            server.base_url,
+            "teacher",
+            4,
+            out,
+            pool=[str(pool)],
+            against=[str(tmp_path / "data")],
+            styles=default,
+            log=lambda m: None,
         )
     assert (second.already, second.written) == (3, 1)
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -192,6 +208,25 @@ def test_synth_against_a_local_teacher(tmp_path):
     assert all(check_stage1(r) == [] for r in rows)
     assert len({r["simple"] for r in rows}) == 4
     assert validate([str(tmp_path / "data")]).problems == []
+
+
+def test_validate_flags_pairs_that_drop_the_users_words_or_impose_a_style():
+    from enhancer.data.validate import facts_dropped
+
+    detailed = "A beagle kneads dough in a farmhouse kitchen, flour drifting through warm window light."
+    row = {"simple": "dog baking bread", "detailed": detailed, "style": "realistic"}
+    assert facts_dropped(row) == ["word(s) of simple missing in detailed: baking, bread, dog"]
+    kept = "A dog baking bread in a farmhouse kitchen, flour drifting through warm window light."
+    assert facts_dropped({**row, "detailed": kept}) == []
+    assert facts_dropped({**row, "simple": "dog bakng bread", "detailed": kept}) == []  # the typo fixed
+    [imposed] = facts_dropped({**row, "detailed": kept, "style": "claymation"})
+    assert imposed.startswith("detailed is claymation but simple never asks for it")
+    clay = {**row, "simple": "claymation dog baking bread", "detailed": kept, "style": "claymation"}
+    assert facts_dropped(clay) == [
+        "word(s) of simple missing in detailed: claymation",
+        "simple asks for claymation but detailed never names it",
+    ]
+    assert facts_dropped({**clay, "detailed": "A claymation " + kept[2:]}) == []
 
 
 def test_project_data_is_valid_and_disjoint():

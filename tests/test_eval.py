@@ -70,6 +70,12 @@ def test_variant_specs():
     assert parse_variant("bl=baseline-system-prompt").prompt == "baseline"
     custom = parse_variant("sft=model=/m,adapter=/a,dtype=bfloat16")
     assert (custom.model, custom.adapter, custom.dtype) == ("/m", "/a", "bfloat16")
+    greedy = parse_variant("greedy=model=embedded,temperature=0")
+    assert (greedy.model, greedy.temperature) == ("embedded", 0.0) and "temperature=0.0" in greedy.describe()
+    with pytest.raises(ValueError, match="temperature must be a number"):
+        parse_variant("x=model=embedded,temperature=warm")
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        parse_variant("x=model=embedded,temperature=-1")
     with pytest.raises(ValueError, match="is not a shortcut"):
         parse_variant("x=gpt5")
     with pytest.raises(ValueError, match="at least one --variant"):
@@ -146,11 +152,12 @@ def test_an_openai_compatible_endpoint_is_a_variant(eval_file, tmp_path):
     from chat_server import ChatServer
 
     with ChatServer() as server:
-        variant = parse_variant(f"api=model=test-model,engine=openai,base_url={server.base_url}")
+        variant = parse_variant(f"api=model=test-model,engine=openai,base_url={server.base_url},temperature=0.2")
         summary = evaluate(
             [str(eval_file)], [variant], tmp_path / "out", scorers=["keep", "coverage", "clean"], log=lambda m: None
         )
         assert len(server.requests) == len(PROMPTS)
+        assert {r["temperature"] for r in server.requests} == {0.2}
     rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert rows[0]["enhanced"].startswith("Three red kites over a beach, seen in a slow dolly shot")
     assert rows[0]["scores"]["keep"] == 1.0 and rows[0]["scores"]["clean"] == 1.0

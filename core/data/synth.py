@@ -23,13 +23,14 @@ import numpy as np
 
 from enhancer.data.loaders import read_lines
 from enhancer.data.schema import FIELDS, FORMS, SECTIONS, STYLES, check_stage1
-from enhancer.data.validate import NEAR_DUPLICATE, numbers_in
+from enhancer.data.validate import NEAR_DUPLICATE, facts_dropped, numbers_in
 
 TEACHER_INSTRUCTION = (
     "You write training data for a text-to-video prompt enhancer. Each item pairs a short idea as a real user "
     "would type it (`simple`) with the detailed prompt a skilled cinematographer would write for it "
     "(`detailed`), plus a short comma-separated negative prompt (`negative`). The detailed prompt keeps every "
-    "fact of the idea (subjects, counts, colours, quoted text verbatim, style) and adds shot, camera move, lens, "
+    "fact of the idea in the user's own words, not synonyms (subjects, actions, counts, colours, quoted text "
+    "verbatim, style); unless the style is realistic or cinematic, the idea names it. It adds shot, camera move, lens, "
     "lighting, palette, motion and atmosphere in words that suit the style. Invent a new idea unlike the "
     "examples. Reply with one JSON object with the keys simple, detailed, negative and nothing else."
 )
@@ -153,6 +154,9 @@ def synth(
             found = check_stage1(row)
             if not found and numbers_in(row["simple"]) - numbers_in(row["detailed"]):
                 found = ["a count from simple is missing in detailed"]
+            if not found:
+                # a pair that drops the user's words (or imposes a style) teaches the student to do the same
+                found = [p.split(":")[0] for p in facts_dropped(row)]
             if found:
                 summary.rejected[found[0].split(";")[0]] += 1
                 continue

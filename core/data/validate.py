@@ -1,7 +1,8 @@
 """`enhancer data validate PATH...`: every problem in enhancer's data files as `file:line: problem`.
 
 Checks: the row schema of its split (stage1/, stage2/, eval/ from the folder name), form and length of
-detailed prompts, quoted text and numbers kept, duplicate ids, duplicate and near-duplicate `simple` prompts
+detailed prompts, quoted text, numbers, content words and style of the simple prompt kept in the detailed one
+(a pair that drops them teaches the model to drop them), duplicate ids, duplicate and near-duplicate `simple` prompts
 (MiniLM cosine > 0.92) within and across splits.
 """
 
@@ -15,6 +16,7 @@ from enhancer.data.loaders import Line, read_lines
 from enhancer.data.schema import CHECKS, split_of
 
 NEAR_DUPLICATE = 0.92
+DEFAULT_STYLES = ("realistic", "cinematic")  # what a rewrite may choose when the user names no style
 NUMBER_WORDS = {
     "two": "2",
     "three": "3",
@@ -62,6 +64,27 @@ def numbers_in(text: str) -> set[str]:
     return {NUMBER_WORDS.get(w, w) for w in words if w.isdigit() or (english and w in NUMBER_WORDS)}
 
 
+def facts_dropped(row: dict) -> list[str]:
+    """What a stage-1 pair loses of its simple prompt, judged as the eval scorers judge it: content words (up to
+    a plural ending; a corrected spelling counts), and the style; plus a detailed prompt in a non-default style the user never asked for."""
+    from enhancer.contracts import Sample
+    from enhancer.plugins.text_rewards.scorers import StyleScorer, content_words, dropped, style_asked
+
+    problems = []
+    missing = dropped(content_words(row["simple"]), row["detailed"])
+    if missing:
+        problems.append(f"word(s) of simple missing in detailed: {', '.join(sorted(missing))}")
+    asked = style_asked(Sample(row["simple"], row["detailed"]))
+    if asked is not None and StyleScorer().score([Sample(row["simple"], row["detailed"], style=asked)]) == [0.0]:
+        problems.append(f"simple asks for {asked} but detailed never names it")
+    elif asked is None and row.get("style") not in (None, *DEFAULT_STYLES):
+        problems.append(
+            f"detailed is {row['style']} but simple never asks for it: name the style in simple, "
+            "or the model learns to impose styles"
+        )
+    return problems
+
+
 def validate(paths: list[str], near_duplicate: float | None = NEAR_DUPLICATE) -> Report:
     problems: list[str] = []
     lines: list[tuple[str, Line]] = []
@@ -82,6 +105,7 @@ def validate(paths: list[str], near_duplicate: float | None = NEAR_DUPLICATE) ->
             lost = numbers_in(line.data["simple"]) - numbers_in(line.data["detailed"])
             if lost:
                 problems.append(f"{line.where}: count(s) {', '.join(sorted(lost))} from simple missing in detailed")
+            problems += [f"{line.where}: {p}" for p in facts_dropped(line.data)]
 
     first_id: dict[str, str] = {}
     first_simple: dict[str, str] = {}

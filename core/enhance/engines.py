@@ -112,7 +112,6 @@ class TransformersEngine:
 
     def _generate_batch(self, texts, n, temperature, max_new_tokens):
         import torch
-
         from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
         encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
@@ -121,7 +120,11 @@ class TransformersEngine:
         # model away from the user's own words, which a rewrite must keep. Prompts are left-padded, so the first
         # input_ids.shape[1] tokens of every row are its prompt.
         penalty = LogitsProcessorList(
-            [RepetitionPenaltyLogitsProcessor(self.repetition_penalty, prompt_ignore_length=encoded["input_ids"].shape[1])]
+            [
+                RepetitionPenaltyLogitsProcessor(
+                    self.repetition_penalty, prompt_ignore_length=encoded["input_ids"].shape[1]
+                )
+            ]
             if self.repetition_penalty != 1.0
             else []
         )

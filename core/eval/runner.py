@@ -47,6 +47,7 @@ def _load_enhancer(variant: Variant, batch_size: int, max_new_tokens: int | None
         base_url=variant.base_url,
         prompt_format=variant.prompt,
         candidates=variant.candidates,
+        **({} if variant.temperature is None else {"temperature": variant.temperature}),
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
         dtype=variant.dtype or dtype,
@@ -123,7 +124,7 @@ def evaluate(
             chunk = todo[start : start + batch_size]
             outputs = _generate(variant, enhancer, chunk, target, seed)
             samples = [
-                Sample(p.simple, o["enhanced"], keep=p.keep, quote=p.quote, style=p.style, target=target)
+                Sample(p.simple, o["enhanced"], keep=p.keep, quote=p.quote, style=p.style, target=target, kind=p.kind)
                 for p, o in zip(chunk, outputs, strict=True)
             ]
             per_scorer = {s.name: s.score(samples) for s in scorer_objects}

@@ -10,6 +10,7 @@ model=NAME,engine=openai,base_url=URL any OpenAI-compatible endpoint
 ...,prompt=baseline|chat|compact|original  which prompt format (default: the adapter's own, else chat)
 ...,dtype=bfloat16                    the weights' dtype (default: float32 on CPU, bfloat16 on GPU)
 ...,candidates=4                      sample 4 rewrites per prompt, keep the one that keeps the facts best
+...,temperature=0.5                   the sampling temperature (default 0.7; 0 decodes greedily)
 
 --variant raw --variant base=embedded-base --variant sft=model=embedded,adapter=runs/x/stage1/adapter
 """
@@ -24,7 +25,7 @@ SHORTCUTS = {
     "embedded-base": {"model": "embedded", "adapter": "none", "prompt": "chat"},
     "baseline-system-prompt": {"model": "embedded", "adapter": "none", "prompt": "baseline"},
 }
-KEYS = ("model", "adapter", "engine", "base_url", "prompt", "kind", "dtype", "candidates")
+KEYS = ("model", "adapter", "engine", "base_url", "prompt", "kind", "dtype", "candidates", "temperature")
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Variant:
     prompt: str | None = None  # None: the format the adapter was trained with, else "chat"
     dtype: str | None = None  # "bfloat16" is ~1.5x faster than float32 on CPUs with AVX512-BF16
     candidates: int = 1  # sample N rewrites and keep the one that keeps the user's facts best
+    temperature: float | None = None  # None: the Enhancer's default
 
     def __post_init__(self):
         try:
@@ -48,6 +50,15 @@ class Variant:
             ) from error
         if self.candidates < 1:
             raise ValueError(f"variant {self.name}: candidates must be at least 1")
+        if self.temperature is not None:
+            try:
+                self.temperature = float(self.temperature)
+            except ValueError as error:
+                raise ValueError(
+                    f"variant {self.name}: temperature must be a number, got {self.temperature!r}"
+                ) from error
+            if self.temperature < 0:
+                raise ValueError(f"variant {self.name}: temperature must be >= 0, got {self.temperature}")
 
     def describe(self) -> str:
         if self.kind == "raw":
@@ -55,7 +66,7 @@ class Variant:
         parts = [f"model={self.model}"]
         parts += [
             f"{k}={getattr(self, k)}"
-            for k in ("adapter", "engine", "base_url", "prompt", "dtype", "candidates")
+            for k in ("adapter", "engine", "base_url", "prompt", "dtype", "candidates", "temperature")
             if getattr(self, k) not in (None, Variant.__dataclass_fields__[k].default)
         ]
         return ", ".join(parts)

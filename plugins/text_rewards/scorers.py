@@ -3,6 +3,7 @@ gives it nothing to judge (no quotes to keep, no style asked for), never a fake 
 
 from __future__ import annotations
 
+import difflib
 import re
 
 from enhancer.data.schema import quoted
@@ -15,6 +16,7 @@ from enhancer.plugins.text_rewards.vocabulary import (
 )
 from enhancer.prompts import SYSTEM_INSTRUCTION, get_profile, looks_degenerate
 
+SPELLING_CUTOFF = 0.8  # difflib ratio: "mountians"/"mountains" 0.89, "skating"/"skater" 0.77 (not a typo)
 SECTION_LABELS = ("subject", "action", "scene", "camera", "lens", "lighting", "palette", "motion", "atmosphere")
 
 
@@ -31,6 +33,14 @@ def stem(word: str) -> str:
 
 def content_words(text: str) -> set[str]:
     return {stem(w) for w in words_of(text) if w not in STOPWORDS and len(w) > 1}
+
+
+def dropped(wanted: set[str], text: str) -> set[str]:
+    """The words of `wanted` (content words, stemmed) that `text` does not keep. A corrected spelling counts as
+    kept ("mountians" -> "mountains"): for a word of 4+ letters, a word of the text that is 80% alike."""
+    words = content_words(text)
+    missing = wanted - words
+    return {w for w in missing if len(w) < 4 or not difflib.get_close_matches(w, words, n=1, cutoff=SPELLING_CUTOFF)}
 
 
 def _matches(cue: str, words: set[str], text: str) -> bool:
@@ -57,18 +67,23 @@ class FaithfulnessScorer:
 
 
 class KeepScorer:
-    """Share of the user's content words (and the annotated `keep` words) still in the enhanced prompt."""
+    """Share of the user's content words (and the annotated `keep` words) still in the enhanced prompt. None for
+    an adversarial input ("ignore previous instructions and..."): its words are an instruction to refuse, not
+    facts to keep; the eval's adversarial check judges those."""
 
     name = "keep"
 
     def score(self, samples):
         scores = []
         for sample in samples:
+            if sample.kind == "adversarial":
+                scores.append(None)
+                continue
             wanted = content_words(sample.simple_prompt) | {stem(k.lower()) for k in sample.keep or []}
             if not wanted:
                 scores.append(None)  # nothing to keep: cannot judge
                 continue
-            kept = len(wanted & content_words(sample.enhanced_prompt)) / len(wanted)
+            kept = 1 - len(dropped(wanted, sample.enhanced_prompt)) / len(wanted)
             scores.append(round(kept, 4))
         return scores
 
