@@ -68,7 +68,11 @@ def main() -> None:
     help="Sample this many rewrites and keep the one that keeps your facts best (slower, more faithful).",
 )
 @click.option("--seed", type=int, help="Sampling seed (random when left out; every row records the one used).")
-@click.option("--temperature", type=click.FloatRange(0, 2), default=0.7, show_default=True)
+@click.option(
+    "--temperature",
+    type=click.FloatRange(0, 2),
+    help="Sampling temperature (default: greedy for one rewrite, 0.7 with -n or --candidates above 1).",
+)
 @click.option(
     "--max-new-tokens",
     type=click.IntRange(8, 4096),

@@ -120,6 +120,11 @@ def test_openai_engine_against_a_local_server():
         request = server.requests[-1]
         assert request["model"] == "test-model" and request["seed"] == 11
         assert request["messages"][0]["role"] == "system"
+        assert request["temperature"] == 0.0  # one rewrite, no temperature given: greedy
+        enhancer.enhance("a paper boat in a gutter stream", n=2)
+        assert server.requests[-1]["temperature"] == 0.7  # several: sampled, or they would all be alike
+        enhancer.enhance("a paper boat in a gutter stream", temperature=0.3)
+        assert server.requests[-1]["temperature"] == 0.3
 
 
 def test_openai_engine_variants_even_when_the_server_ignores_n():

@@ -36,7 +36,17 @@ from enhancer.prompts import (
     looks_degenerate,
 )
 
-DEFAULT_TEMPERATURE = 0.7
+# Temperature when none is given: one rewrite decodes greedily (on data/eval it keeps more of the user's words
+# than sampling: docs/evaluation.md); several (n > 1, candidates > 1) sample, or they would all be the same.
+SAMPLING_TEMPERATURE = 0.7
+
+
+def auto_temperature(temperature: float | None, samples: int) -> float:
+    if temperature is not None:
+        return temperature
+    return 0.0 if samples == 1 else SAMPLING_TEMPERATURE
+
+
 TOKENS_PER_WORD = 1.4  # English prose in Llama/Qwen-style tokenizers, plus room for punctuation and labels
 
 
@@ -54,7 +64,7 @@ class Enhancer:
         self,
         engine,
         model_label: str,
-        temperature: float,
+        temperature: float | None,
         max_new_tokens: int | None,
         prompt_format: str = "chat",
         candidates: int = 1,
@@ -85,7 +95,7 @@ class Enhancer:
         device: str | None = None,
         dtype: str | None = None,
         batch_size: int = 16,
-        temperature: float = DEFAULT_TEMPERATURE,
+        temperature: float | None = None,
         max_new_tokens: int | None = None,
         timeout: float = 60.0,
         retries: int = 2,
@@ -95,11 +105,11 @@ class Enhancer:
     ) -> Enhancer:
         """`prompt_format=None` uses the format the adapter was trained with (its enhancer.json), else "chat".
         `candidates=N` samples N rewrites per prompt and keeps the ones that keep the user's facts best
-        (enhancer.enhance.rank)."""
+        (enhancer.enhance.rank). `temperature=None` decodes one rewrite greedily and samples several at 0.7."""
         check_engine(engine)
         if prompt_format is not None and prompt_format not in PROMPT_FORMATS:
             raise ValueError(f"unknown prompt format {prompt_format!r}; valid formats: {', '.join(PROMPT_FORMATS)}")
-        if temperature < 0:
+        if temperature is not None and temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if max_new_tokens is not None and max_new_tokens < 8:
             raise ValueError(f"max_new_tokens must be at least 8, got {max_new_tokens}")
@@ -140,7 +150,9 @@ class Enhancer:
             check_prompt(prompt)
         prompts = [prompt] if single else list(prompt)
         seed = random.randrange(2**31) if seed is None else int(seed)
-        temperature = self.temperature if temperature is None else temperature
+        temperature = auto_temperature(
+            self.temperature if temperature is None else temperature, max(n, self.candidates)
+        )
         max_new_tokens = max_new_tokens or self.max_new_tokens or max_tokens_for(profile)
         common = dict(model=self.model_label, target=target, seed=seed)
 
