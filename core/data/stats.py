@@ -19,8 +19,12 @@ text, camera hints, negations, other languages, already-detailed prompts, prompt
 inputs), and detailed prompts that keep every fact of the input, add shot, camera move, lens, lighting,
 palette, motion and atmosphere in words that fit the style, in either labelled sections (the form Sora and Veo
 prompts take) or one paragraph (the form Wan, LTX-Video, CogVideoX and HunyuanVideo read). No row was
-assembled by code from templates or fragment lists. `enhancer data validate data/` checks the schema, lengths,
-kept quotes and counts, and duplicates and near-duplicates (MiniLM cosine > 0.92) within and across splits.
+assembled by code from templates or fragment lists. A revision (2026-12-02) had agents rewrite the 1,236 pairs
+whose detailed prompt dropped words of its simple one (synonyms, left-out actions) or took a style the simple
+one never asked for (its simple prompt now names the style), and write 140 pairs with quoted text; the one
+code step replaced 46 misspelt words the agents had copied into detailed prompts by their correct spelling,
+from a list an agent made. `enhancer data validate data/` checks the schema, lengths, kept quotes, counts,
+words and style, and duplicates and near-duplicates (MiniLM cosine > 0.92) within and across splits.
 Stage-2 prompts and the annotated eval prompts were written the same way and are disjoint from stage 1.
 `enhancer data synth` can grow the data with a teacher model; such rows carry an id starting with "synth".
 """
