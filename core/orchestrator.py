@@ -20,7 +20,7 @@ from pathlib import Path
 
 from enhancer.config import RunConfig
 from enhancer.data import load_pairs, load_prompts
-from enhancer.models import resolve_model
+from enhancer.models import read_metadata, resolve_model
 from enhancer.registry import PluginError, PluginRegistry
 from enhancer.rollout import Budget, Rollout, rewards_by_step
 
@@ -32,6 +32,7 @@ class Policy:
     model_path: str
     adapter: str | None
     target: str = "generic"
+    prompt_format: str = "chat"  # the format the stage-1 adapter was trained with (its enhancer.json)
 
 
 def _log(message: str) -> None:
@@ -106,7 +107,8 @@ def run(config: RunConfig | str | None = None, registry: PluginRegistry | None =
         video_seed=config.seed,
     )
     prompts = load_prompts(config.stage2_data)
-    policy = Policy(resolved.path, adapter, config.target)
+    trained_format = read_metadata(adapter).get("prompt_format") if adapter else None
+    policy = Policy(resolved.path, adapter, config.target, trained_format or "chat")
     stage2_started = time.perf_counter()
     log(f"stage 2: {config.trainer} on {len(prompts)} prompts, {config.rl.max_steps} steps")
     checkpoint = trainer.train(policy, prompts, rollout, config)

@@ -111,6 +111,29 @@ class Rollout:
 
         return enhancer_rollout
 
+    def rewind(self, step: int) -> int:
+        """Resume at `step`: trace rows of later steps (rollouts whose policy update a kill lost) move to
+        traces.discarded.jsonl, so every step appears once in traces.jsonl. Their videos stay in the cache.
+        Returns how many rows moved."""
+        if not self.traces_path.exists():
+            self.step = step
+            return 0
+        kept, moved = [], []
+        for line in self.traces_path.read_text(encoding="utf-8").splitlines():
+            try:
+                later = int(json.loads(line)["step"]) >= step
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                later = True  # a torn last line: the kill came mid-write
+            (moved if later else kept).append(line)
+        if moved:
+            with (self.out_dir / "traces.discarded.jsonl").open("a", encoding="utf-8") as handle:
+                handle.write("".join(line + "\n" for line in moved))
+            partial = self.traces_path.with_suffix(".jsonl.partial")
+            partial.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            partial.replace(self.traces_path)
+        self.step = step
+        return len(moved)
+
     def summary(self) -> dict:
         stats = self.service.summary()
         return {

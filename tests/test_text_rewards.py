@@ -30,6 +30,19 @@ def test_good_rewrite_beats_bad_rewrite(name):
     assert 0 <= bad < good <= 1, (name, good, bad)
 
 
+def test_text_is_the_mean_of_the_scorers_that_can_judge():
+    samples = [*PAIR, Sample("a fox in the snow", "A red fox trots through deep snow at dawn, wide shot.")]
+    parts = {name: SCORERS[name]().score(samples) for name in SCORERS["text"].PARTS}
+    scores = SCORERS["text"]().score(samples)
+    for i, score in enumerate(scores):
+        known = [column[i] for column in parts.values() if column[i] is not None]
+        assert len(known) == (7 if i < 2 else 5)  # no quote and no style asked in the last: not judged
+        assert score == pytest.approx(sum(known) / len(known), abs=1e-4)
+    assert SCORERS["text"](parts=["keep"]).score(PAIR) == SCORERS["keep"]().score(PAIR)
+    with pytest.raises(ValueError, match="unknown part"):
+        SCORERS["text"](parts=["vibes"])
+
+
 def test_faithfulness_prefers_the_same_idea():
     scorer = SCORERS["faithfulness"]()
     same, other = scorer.score(

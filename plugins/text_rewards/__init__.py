@@ -5,6 +5,7 @@
 - quote: quoted strings carried verbatim            - style: the style the user asked for, kept
 - coverage: cinematic dimensions decided             - budget: inside the target's length budget and form
 - clean: no chatter, meta text, markup, loops, cut-off endings or leaked instructions
+- text: all of the above as one reward, their mean (the eval's composite with equal weights)
 
 Combine them with weights in a recipe (`reward_weights`), e.g. `--reward keep,coverage,clean`.
 """
@@ -20,12 +21,22 @@ from enhancer.plugins.text_rewards.scorers import (
     KeepScorer,
     QuoteScorer,
     StyleScorer,
+    TextScorer,
     content_words,
 )
 
 SCORERS = {
     scorer.name: scorer
-    for scorer in (FaithfulnessScorer, KeepScorer, QuoteScorer, StyleScorer, CoverageScorer, BudgetScorer, CleanScorer)
+    for scorer in (
+        FaithfulnessScorer,
+        KeepScorer,
+        QuoteScorer,
+        StyleScorer,
+        CoverageScorer,
+        BudgetScorer,
+        CleanScorer,
+        TextScorer,
+    )
 }
 
 __all__ = ["SCORERS", *(s.__name__ for s in SCORERS.values()), "content_words"]

@@ -210,3 +210,27 @@ class CleanScorer:
                 continue
             scores.append(max(0.0, 1 - self.PENALTY * len(self.problems(sample.enhanced_prompt))))
         return scores
+
+
+class TextScorer:
+    """The eval's composite text reward as one scorer: the mean of faithfulness, keep, quote, style, coverage,
+    budget and clean, over those that can judge the sample (`--reward text`)."""
+
+    name = "text"
+    PARTS = ("faithfulness", "keep", "quote", "style", "coverage", "budget", "clean")
+
+    def __init__(self, target: str = "generic", parts: tuple[str, ...] | list[str] | None = None):
+        classes = {c.name: c for c in (FaithfulnessScorer, KeepScorer, QuoteScorer, StyleScorer, CoverageScorer)}
+        classes.update({BudgetScorer.name: BudgetScorer, CleanScorer.name: CleanScorer})
+        unknown = [p for p in parts or () if p not in classes]
+        if unknown:
+            raise ValueError(f"text scorer: unknown part(s) {', '.join(unknown)}; valid: {', '.join(self.PARTS)}")
+        self.parts = [classes[p](target) if p == "budget" else classes[p]() for p in (parts or self.PARTS)]
+
+    def score(self, samples):
+        columns = [part.score(samples) for part in self.parts]
+        scores = []
+        for i in range(len(samples)):
+            known = [column[i] for column in columns if column[i] is not None]
+            scores.append(round(sum(known) / len(known), 4) if known else None)
+        return scores

@@ -9,6 +9,7 @@ mean. LoRA training continues the stage-1 adapter. On CPU: `use_cpu=True, bf16=F
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -45,7 +46,8 @@ class GRPOPolicyTrainer:
         if policy.adapter:
             model = PeftModel.from_pretrained(model, policy.adapter, is_trainable=True)
         rl = config.rl
-        rows = [{"prompt": build_messages(p, policy.target), "simple_prompt": p} for p in dataset]
+        prompt_format = getattr(policy, "prompt_format", "chat")
+        rows = [{"prompt": build_messages(p, policy.target, prompt_format), "simple_prompt": p} for p in dataset]
         args = GRPOConfig(
             output_dir=str(out_dir / "checkpoints"),
             max_steps=rl.max_steps,
@@ -72,6 +74,14 @@ class GRPOPolicyTrainer:
             processing_class=tokenizer,
         )
         resume = any((out_dir / "checkpoints").glob("checkpoint-*"))
+        if resume:
+            # one reward call per update: rollouts after the last checkpoint belong to updates the kill lost
+            from transformers.trainer_utils import get_last_checkpoint
+
+            last = get_last_checkpoint(str(out_dir / "checkpoints"))
+            if last:
+                state = json.loads((Path(last) / "trainer_state.json").read_text(encoding="utf-8"))
+                rollout.rewind(int(state["global_step"]))
         try:
             trainer.train(resume_from_checkpoint=True if resume else None)
         except BudgetExceeded as stop:
