@@ -186,6 +186,11 @@ def enhance(
 @click.option("--rl-steps", type=click.IntRange(1), help="Stage 2 policy updates.")
 @click.option("--max-videos", type=click.IntRange(1), help="Stop stage 2 before making more videos.")
 @click.option("--max-cost-usd", type=click.FloatRange(0), help="Stop stage 2 before spending more.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --out (after a crash or kill) with its saved config.yaml; flags still override.",
+)
 def run(
     recipe,
     backend,
@@ -201,11 +206,25 @@ def run(
     rl_steps,
     max_videos,
     max_cost_usd,
+    resume,
 ):
-    """Run the two-stage recipe: stage 1 SFT, then stage 2 RL through the chosen plugins."""
+    """Run the two-stage recipe: stage 1 SFT, then stage 2 RL through the chosen plugins.
+
+    A rerun into the same --out picks up where the last one stopped: a finished stage 1 is not trained again,
+    stage 2 continues from its last checkpoint, cached videos are not made again and the budget carries over.
+    `--resume --out DIR` does that with the run's own config.yaml, so no flag needs repeating."""
     from enhancer.config import RunConfig
     from enhancer.orchestrator import run as run_recipe
 
+    if resume:
+        if not out:
+            raise click.UsageError("--resume needs --out, the folder of the run to continue")
+        saved = Path(out) / "config.yaml"
+        if not saved.is_file():
+            raise click.UsageError(f"--resume: {saved} does not exist; is {out} the folder of an enhancer run?")
+        if recipe:
+            raise click.UsageError("--resume uses the run's own config.yaml; leave out --recipe")
+        recipe = str(saved)
     config = RunConfig.from_yaml(
         recipe,
         backend=backend,

@@ -140,3 +140,57 @@ def test_trl_ppo_trains_folds_and_resumes(tiny_model_dir, tmp_path):
     assert [t["step"] for t in traces] == [0, 0, 1, 1, 2, 2]
     assert sorted(p.name for p in checkpoints.iterdir()) == ["step-2", "step-3"]  # keeps the newest two
     assert json.loads((final / "enhancer.json").read_text())["stage2"]["updates"] == 3
+
+
+@pytest.mark.parametrize("trainer", ["trl_ppo", "trl_grpo"])
+def test_a_run_killed_mid_step_resumes_without_repeating_work(trainer, tiny_model_dir, tmp_path, cli_env):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import yaml
+
+    from conftest import BIN
+
+    out = tmp_path / "run"
+    config = _config(tiny_model_dir, out, max_steps=4, max_videos=20, concurrency=1).to_dict()
+    config["trainer"] = trainer
+    config["trainer_options"] = {"save_steps": 1, **({"num_ppo_epochs": 1} if trainer == "trl_ppo" else {})}
+    config["backend_options"] = {"latency_s": 0.4}  # a step's two videos take ~0.8 s: room to land mid-step
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(config), encoding="utf-8")
+    traces = out / "traces.jsonl"
+
+    first = subprocess.Popen(
+        [str(BIN / "enhancer"), "run", "--recipe", str(recipe)],
+        env=cli_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and first.poll() is None:
+        rows = traces.read_text().splitlines() if traces.exists() else []
+        if any(json.loads(row)["step"] >= 1 for row in rows if row.strip()):
+            break  # step 1's rollout is written; its update (or step 2's videos) is running
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert first.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (out / "summary.json").exists()
+
+    result = subprocess.run(
+        [str(BIN / "enhancer"), "run", "--resume", "--out", str(out)],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming" in result.stderr  # from the checkpoint of update 1 or later, not from scratch
+    rows = [json.loads(line) for line in traces.read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 0, 1, 1, 2, 2, 3, 3]  # the planned 4 updates, each step once
+    assert json.loads((out / "summary.json").read_text())["steps"][-1]["step"] == 3
+    charges = [json.loads(line)["key"] for line in (out / "video-cache" / "ledger.jsonl").read_text().splitlines()]
+    assert len(charges) == len(set(charges)) <= 20  # no video made twice, and the cap held across the kill

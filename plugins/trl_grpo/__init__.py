@@ -81,7 +81,11 @@ class GRPOPolicyTrainer:
             last = get_last_checkpoint(str(out_dir / "checkpoints"))
             if last:
                 state = json.loads((Path(last) / "trainer_state.json").read_text(encoding="utf-8"))
-                rollout.rewind(int(state["global_step"]))
+                moved = rollout.rewind(int(state["global_step"]))
+                print(
+                    f"enhancer: trl_grpo: resuming from {last}; {moved} trace rows of lost updates set aside",
+                    file=sys.stderr,
+                )
         try:
             trainer.train(resume_from_checkpoint=True if resume else None)
         except BudgetExceeded as stop:
