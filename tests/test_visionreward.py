@@ -27,26 +27,13 @@ from enhancer.serve.rewards import RewardServer
 from enhancer.video import write_mp4
 
 from conftest import BIN
+from frame_judge import FrameJudge
 
 QUESTIONS = [
     "Is the video bright enough to see [[prompt]]?",
     "Does the video show [[prompt]] in motion?",
     "Is the picture of [[prompt]] free of large black areas?",
 ]
-
-
-class FrameJudge:
-    """A test stand-in for the VLM: yes/no logits computed from the frames it receives."""
-
-    def __init__(self):
-        self.calls = []
-
-    def answer_logits(self, frames, queries):
-        self.calls.append((frames.shape, list(queries)))
-        bright = frames.mean() / 255 - 0.35
-        moving = float(np.abs(np.diff(frames.astype(np.float32), axis=0)).mean()) / 10 - 0.1 if len(frames) > 1 else -1
-        dark_area = (frames.max(axis=-1) < 30).mean() - 0.2
-        return [(bright, 0.0), (moving, 0.0), (-dark_area, 0.0)]
 
 
 @pytest.fixture()
@@ -72,6 +59,17 @@ def test_checklist_files_are_read_from_the_given_paths_with_clear_errors(checkli
     with pytest.raises(ChecklistError, match="3 questions .* but 1 weights"):
         load_checklist(checklist[0], str(tmp_path / "short.json"))
     assert checklist_score(np.array([1, -1, 1]), np.array([0.5, 1.0, 1.5])) == pytest.approx(1.0 / 3)
+
+
+def test_a_judge_can_be_named_by_import_path(checklist):
+    scorer = VisionRewardScorer(*checklist, judge="frame_judge:FrameJudge")
+    assert isinstance(scorer.judge, FrameJudge)
+    with pytest.raises(ValueError, match="write it as package.module:ClassName"):
+        VisionRewardScorer(*checklist, judge="frame_judge")
+    with pytest.raises(ValueError, match="cannot import it"):
+        VisionRewardScorer(*checklist, judge="frame_judge:NoSuchJudge")
+    with pytest.raises(ValueError, match="no answer_logits"):
+        VisionRewardScorer(*checklist, judge="collections:OrderedDict")
 
 
 def test_frames_are_sampled_one_per_second_as_visionreward_does(tmp_path):

@@ -148,6 +148,24 @@ class CogVLM2Judge:
         return batched_yes_no_logits(self.model, inputs, self.yes_id, self.no_id, self.pad_id, self.batch_size)
 
 
+def import_judge(spec: str):
+    """A judge class named as "package.module:Name", instantiated with no arguments. It answers
+    `answer_logits(frames, queries) -> [(yes_logit, no_logit), ...]` like CogVLM2Judge."""
+    import importlib
+
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ValueError(f"judge={spec!r}: write it as package.module:ClassName")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"judge={spec!r}: cannot import it ({error})") from error
+    judge = factory()
+    if not callable(getattr(judge, "answer_logits", None)):
+        raise ValueError(f"judge={spec!r}: it has no answer_logits(frames, queries) method")
+    return judge
+
+
 class VisionRewardScorer:
     """Checklist scoring by a yes/no judge: in this process (`model=`), or through `enhancer reward serve` (`url=`)."""
 
@@ -174,6 +192,8 @@ class VisionRewardScorer:
         if self.url:
             return  # the server holds the checklist and the model
         self.questions, self.weights = load_checklist(questions, weights)
+        if isinstance(judge, str):  # "package.module:Name", e.g. from `--option judge=...`: another VLM judge
+            judge = import_judge(judge)
         if judge is None:
             if not model:
                 raise ValueError(
