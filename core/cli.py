@@ -512,6 +512,52 @@ def train_sft_command(recipe, model, data_paths, out, max_steps, epochs, learnin
     click.echo(str(adapter))
 
 
+@train.command("dpo")
+@click.option("--traces", "traces", multiple=True, required=True, help="traces.jsonl of stage-2 runs (repeatable).")
+@click.option("--model", default="embedded", show_default=True, help="Base model the traces' policy was built on.")
+@click.option("--adapter", help="The SFT adapter to start from (default: the embedded model's shipped one).")
+@click.option("--out", default="runs/dpo", show_default=True, help="Output folder; the adapter lands in OUT/adapter.")
+@click.option("--min-margin", type=click.FloatRange(0), default=0.1, show_default=True, help="Least reward gap.")
+@click.option("--beta", type=click.FloatRange(0, min_open=True), default=0.1, show_default=True)
+@click.option("--learning-rate", type=click.FloatRange(0, min_open=True), default=5e-6, show_default=True)
+@click.option("--max-steps", type=click.IntRange(0), default=0, show_default=True, help="0: --epochs over the pairs.")
+@click.option("--epochs", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--target", type=click.Choice(list(PROFILES)), default="generic", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def train_dpo_command(
+    traces, model, adapter, out, min_margin, beta, learning_rate, max_steps, epochs, batch_size, target, seed
+):
+    """Preference training on stage-2 traces: per prompt, its best rewrite over its worst (TRL DPOTrainer)."""
+    from enhancer.dpo import DPOSettings, TracesError, train_dpo
+    from enhancer.models import resolve_model
+
+    resolved = resolve_model(model, adapter, log=lambda m: click.echo(f"enhancer: {m}", err=True))
+    settings = DPOSettings(
+        beta=beta,
+        learning_rate=learning_rate,
+        max_steps=max_steps,
+        epochs=epochs,
+        batch_size=batch_size,
+        min_margin=min_margin,
+    )
+    try:
+        final = train_dpo(
+            resolved.path,
+            resolved.adapter,
+            list(traces),
+            out,
+            settings,
+            target=target,
+            seed=seed,
+            metadata={"base_model": model, "command": " ".join(["enhancer", *sys.argv[1:]])},
+            log=lambda m: click.echo(f"enhancer: {m}", err=True),
+        )
+    except TracesError as error:
+        raise click.UsageError(str(error)) from error
+    click.echo(str(final))
+
+
 # -------------------------------------------------------------------------------------------------------- video
 
 

@@ -36,6 +36,7 @@ import sys
 from pathlib import Path
 
 from enhancer import hookimpl
+from enhancer.adapters import fold_adapters, merged_policy
 from enhancer.models import METADATA_FILE, read_metadata
 from enhancer.rollout import BudgetExceeded
 
@@ -161,9 +162,9 @@ class PPOPolicyTrainer:
     def train(self, policy, dataset, rollout, config, log=_log) -> str:
         import torch
         from datasets import Dataset
-        from peft import LoraConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+        from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
         from safetensors.torch import load_file
-        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
         from trl.experimental.ppo import PPOConfig, PPOTrainer
 
         from enhancer.prompts import build_messages
@@ -178,9 +179,7 @@ class PPOPolicyTrainer:
         tokenizer = AutoTokenizer.from_pretrained(policy.model_path)
         tokenizer.padding_side = "left"
         pad_token_for(tokenizer)
-        model = AutoModelForCausalLM.from_pretrained(policy.model_path, dtype=dtype)
-        if policy.adapter:  # the SFT policy, in plain weights: PPO's reference is this network without its LoRA
-            model = PeftModel.from_pretrained(model, policy.adapter).merge_and_unload()
+        model = merged_policy(policy.model_path, policy.adapter, dtype)  # PPO's reference: this, LoRA off
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         value = AutoModelForSequenceClassification.from_pretrained(policy.model_path, num_labels=1, dtype=dtype)
         backbone = getattr(value, value.base_model_prefix)
@@ -259,7 +258,7 @@ class PPOPolicyTrainer:
                 log(f"stage 2 stopped before the budget: {stop}")
                 saver.save()
         final = out_dir / "adapter"
-        fold_adapters(trainer.policy_model, policy.adapter, final)
+        fold_adapters(trainer.policy_model, policy.adapter, final, policy.model_path)
         tokenizer.save_pretrained(str(final))
         metadata = {**(read_metadata(policy.adapter) if policy.adapter else {}), "prompt_format": prompt_format}
         metadata["stage2"] = {"trainer": "trl_ppo", "updates": saver.step, "stage1_adapter": policy.adapter}
@@ -302,35 +301,6 @@ def _checkpointer(directory: Path, offset: int, every: int, keep: int):
             return folder
 
     return Checkpointer()
-
-
-def fold_adapters(policy_model, sft_adapter: str | None, out: Path) -> None:
-    """Save the PPO LoRA folded with the stage-1 adapter into one adapter on the base model ("cat": the ranks
-    add up and the weight update is exactly the sum of both); without a stage-1 adapter, the PPO LoRA alone."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    out.mkdir(parents=True, exist_ok=True)
-    if not sft_adapter:
-        policy_model.save_pretrained(str(out))
-        return
-    staging = out.parent / ".ppo-lora"
-    policy_model.save_pretrained(str(staging))
-    base_path = policy_model.peft_config["default"].base_model_name_or_path
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
-    both = PeftModel.from_pretrained(base, sft_adapter, adapter_name="sft")
-    both.load_adapter(str(staging), adapter_name="ppo")
-    both.add_weighted_adapter(["sft", "ppo"], [1.0, 1.0], adapter_name="sft+ppo", combination_type="cat")
-    both.set_adapter("sft+ppo")
-    both.delete_adapter("sft")
-    both.delete_adapter("ppo")
-    both.save_pretrained(str(out / ".folded"))
-    # PEFT writes a non-default adapter into a subfolder named after it; lift its files into `out`
-    for file in (out / ".folded" / "sft+ppo").iterdir():
-        shutil.move(str(file), out / file.name)
-    shutil.rmtree(out / ".folded")
-    shutil.rmtree(staging, ignore_errors=True)
 
 
 @hookimpl
