@@ -103,7 +103,10 @@ class RunConfig:
     """`enhancer run`: stage 1 SFT, then stage 2 RL through the registered plugins."""
 
     model: str = field(default="embedded", metadata={"help": "'embedded', a local HF directory or a hub id."})
-    adapter: str | None = field(default=None, metadata={"help": "Start from this adapter and skip stage 1."})
+    adapter: str | None = field(
+        default=None,
+        metadata={"help": "Start from this adapter and skip stage 1 ('embedded': the embedded model's shipped one)."},
+    )
     backend: str = field(default="synthetic", metadata={"help": "Video backend plugin name."})
     rewards: list[str] = field(default_factory=lambda: ["keep"], metadata={"help": "Reward scorer plugin names."})
     trainer: str = field(default="trl_grpo", metadata={"help": "Policy trainer plugin name."})

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from enhancer.config import RunConfig
 from enhancer.data import load_pairs, load_prompts
-from enhancer.models import read_metadata, resolve_model
+from enhancer.models import ModelNotFoundError, embedded_adapter_dir, read_metadata, resolve_model
 from enhancer.registry import PluginError, PluginRegistry
 from enhancer.rollout import Budget, Rollout, rewards_by_step
 
@@ -69,10 +69,18 @@ def run(config: RunConfig | str | None = None, registry: PluginRegistry | None =
         f"trainer {config.trainer} -> {out}"
     )
 
-    resolved = resolve_model(config.model, config.adapter, log=log)
+    start_adapter = config.adapter
+    if start_adapter == "embedded":  # the SFT adapter shipped with the embedded model
+        shipped = embedded_adapter_dir()
+        if config.model != "embedded" or shipped is None:
+            raise ModelNotFoundError(
+                "adapter: embedded means the adapter shipped with model: embedded, and none ships with this install"
+            )
+        start_adapter = str(shipped)
+    resolved = resolve_model(config.model, start_adapter, log=log)
     stage1_started = time.perf_counter()
-    if config.adapter:
-        adapter = config.adapter
+    if start_adapter:
+        adapter = start_adapter
         log(f"stage 1: skipped, starting from adapter {adapter}")
     else:
         from enhancer.sft import train_sft

@@ -92,3 +92,18 @@ def test_trl_grpo_stops_cleanly_at_the_video_cap(tiny_model_dir, tmp_path):
     summary = run(_grpo_config(tiny_model_dir, tmp_path / "run", max_steps=5, max_videos=2))
     assert summary["videos"] <= 2
     assert (tmp_path / "run" / "stage2" / "adapter" / "adapter_model.safetensors").exists()  # checkpoint written
+
+
+def test_trl_grpo_runs_rloo_and_checks_its_options(tiny_model_dir, tmp_path):
+    from enhancer.plugins.trl_grpo import GRPOPolicyTrainer
+
+    config = _grpo_config(tiny_model_dir, tmp_path / "run", max_steps=1)
+    config.trainer_options = {"algorithm": "rloo"}
+    run(config)
+    traces = [json.loads(line) for line in (tmp_path / "run" / "traces.jsonl").read_text().splitlines()]
+    assert [t["step"] for t in traces] == [0, 0]
+    assert (tmp_path / "run" / "stage2" / "adapter" / "adapter_model.safetensors").exists()
+    with pytest.raises(ValueError, match="algorithm must be one of grpo, rloo"):
+        GRPOPolicyTrainer(algorithm="ppo")
+    with pytest.raises(ValueError, match="needs vllm_server_base_url"):
+        GRPOPolicyTrainer(use_vllm=True, vllm_mode="server")

@@ -170,3 +170,10 @@ def test_recipe_rejects_unknown_options(tmp_path):
     recipe.write_text("backend: synthetic\nrl:\n  max_step: 3\n")
     with pytest.raises(ValueError, match=r"rl\.unknown option\(s\) max_step; valid: .*max_steps"):
         RunConfig.from_yaml(str(recipe))
+
+
+def test_adapter_embedded_means_the_shipped_one_and_needs_the_embedded_model(tiny_model_dir, tmp_path):
+    from enhancer.models import ModelNotFoundError
+
+    with pytest.raises(ModelNotFoundError, match="adapter: embedded means the adapter shipped with model: embedded"):
+        run(_config(tiny_model_dir, tmp_path / "run", adapter="embedded"))

@@ -62,6 +62,10 @@ def test_there_are_recipes():
     assert RUN_RECIPES and EVAL_RECIPES and len(ACCELERATE_CONFIGS) == 4
     sft = {r.name for r in RUN_RECIPES if r.parent.name == "sft"}
     assert sft == {"smollm2-135m-cpu.yaml", "qwen2.5-0.5b.yaml", "qwen2.5-7b.yaml", "qwen2.5-14b.yaml"}
+    rl = {r.name: RunConfig.from_yaml(str(r)) for r in RUN_RECIPES if r.parent.name == "rl"}
+    assert set(rl) == {"smollm2-135m-cpu.yaml", "qwen2.5-14b-sora.yaml", "qwen2.5-14b-wan.yaml"}
+    assert (rl["qwen2.5-14b-sora.yaml"].backend, rl["qwen2.5-14b-sora.yaml"].trainer) == ("sora", "trl_ppo")
+    assert rl["qwen2.5-14b-sora.yaml"].rewards == ["visionreward"]
 
 
 @pytest.mark.slow

@@ -35,7 +35,7 @@ def _serve(args, env, pattern):
     raise AssertionError("the server did not start:\n" + "".join(lines))
 
 
-@pytest.mark.parametrize("trainer", ["trl_ppo", "trl_grpo"])
+@pytest.mark.parametrize("trainer", ["trl_ppo", pytest.param("trl_grpo", marks=pytest.mark.slow)])
 def test_run_with_sora_and_visionreward_behind_servers(trainer, tiny_model_dir, tmp_path, cli_env):
     questions, weights = tmp_path / "qa.txt", tmp_path / "weight.json"
     questions.write_text("Is the video bright enough to see [[prompt]]?\nDoes [[prompt]] move?\nNo black areas?\n")

@@ -142,7 +142,7 @@ def test_trl_ppo_trains_folds_and_resumes(tiny_model_dir, tmp_path):
     assert json.loads((final / "enhancer.json").read_text())["stage2"]["updates"] == 3
 
 
-@pytest.mark.parametrize("trainer", ["trl_ppo", "trl_grpo"])
+@pytest.mark.parametrize("trainer", ["trl_ppo", pytest.param("trl_grpo", marks=pytest.mark.slow)])
 def test_a_run_killed_mid_step_resumes_without_repeating_work(trainer, tiny_model_dir, tmp_path, cli_env):
     import os
     import signal

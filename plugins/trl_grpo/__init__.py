@@ -4,6 +4,12 @@ Each step samples `samples_per_prompt` enhancements for `prompts_per_step` RL pr
 one into a video and a reward, and GRPO raises the likelihood of the enhancements that beat their group's
 mean. LoRA training continues the stage-1 adapter. On CPU: `use_cpu=True, bf16=False` (set automatically).
 
+Options (`trainer_options` in a recipe): `algorithm: rloo` swaps in TRL's RLOOTrainer (the same group of
+samples, each judged against the mean of the others); `use_vllm: true` generates with vLLM on the GPU,
+`vllm_mode: colocate` (in the training process) or `server` (`trl vllm-serve` elsewhere, at
+`vllm_server_base_url`). The reward function runs the rollout once per step for the whole batch, so all of a
+step's videos (every group) are generated concurrently.
+
     enhancer run --backend synthetic --reward keep,coverage,clean --trainer trl_grpo
 """
 
@@ -23,17 +29,51 @@ class GRPOPolicyTrainer:
 
     name = "trl_grpo"
 
-    def __init__(self, beta: float = 0.0, save_steps: int = 10, logging_steps: int = 1):
+    ALGORITHMS = ("grpo", "rloo")
+    VLLM_MODES = ("colocate", "server")
+
+    def __init__(
+        self,
+        beta: float = 0.0,
+        save_steps: int = 10,
+        logging_steps: int = 1,
+        algorithm: str = "grpo",
+        use_vllm: bool = False,
+        vllm_mode: str = "colocate",
+        vllm_server_base_url: str | None = None,
+        vllm_gpu_memory_utilization: float = 0.3,
+    ):
+        if algorithm not in self.ALGORITHMS:
+            raise ValueError(f"trl_grpo: algorithm must be one of {', '.join(self.ALGORITHMS)}, got {algorithm!r}")
+        if vllm_mode not in self.VLLM_MODES:
+            raise ValueError(f"trl_grpo: vllm_mode must be one of {', '.join(self.VLLM_MODES)}, got {vllm_mode!r}")
+        if use_vllm and vllm_mode == "server" and not vllm_server_base_url:
+            raise ValueError("trl_grpo: vllm_mode server needs vllm_server_base_url (start it with `trl vllm-serve`)")
         self.beta = beta  # KL weight to the starting policy; 0 (TRL's default) needs no reference model
         self.save_steps = save_steps
         self.logging_steps = logging_steps
+        self.algorithm = algorithm  # rloo: TRL's RLOOTrainer, leave-one-out baseline within each group
+        self.vllm = (
+            {
+                "use_vllm": True,
+                "vllm_mode": vllm_mode,
+                "vllm_gpu_memory_utilization": vllm_gpu_memory_utilization,
+                **({"vllm_server_base_url": vllm_server_base_url} if vllm_server_base_url else {}),
+            }
+            if use_vllm
+            else {}
+        )
 
     def train(self, policy, dataset, rollout, config) -> str:
         import torch
         from datasets import Dataset
         from peft import PeftModel
         from transformers import AutoModelForCausalLM, AutoTokenizer
-        from trl import GRPOConfig, GRPOTrainer
+        from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
+
+        Config, Trainer = (GRPOConfig, GRPOTrainer) if self.algorithm == "grpo" else (RLOOConfig, RLOOTrainer)
+        if self.vllm and not torch.cuda.is_available():
+            raise RuntimeError("trl_grpo: use_vllm needs a CUDA GPU; leave it off on CPU")
 
         out_dir = Path(config.out) / "stage2"
         use_cpu = not torch.cuda.is_available()
@@ -48,7 +88,7 @@ class GRPOPolicyTrainer:
         rl = config.rl
         prompt_format = getattr(policy, "prompt_format", "chat")
         rows = [{"prompt": build_messages(p, policy.target, prompt_format), "simple_prompt": p} for p in dataset]
-        args = GRPOConfig(
+        args = Config(
             output_dir=str(out_dir / "checkpoints"),
             max_steps=rl.max_steps,
             per_device_train_batch_size=rl.prompts_per_step * rl.samples_per_prompt,
@@ -65,8 +105,9 @@ class GRPOPolicyTrainer:
             use_cpu=use_cpu,
             bf16=not use_cpu,
             disable_tqdm=True,
+            **self.vllm,
         )
-        trainer = GRPOTrainer(
+        trainer = Trainer(
             model=model,
             reward_funcs=rollout.as_reward_function(),
             args=args,
