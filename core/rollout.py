@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,7 @@ class Rollout:
         ]
         per_scorer = {scorer.name: self._score(scorer, samples) for scorer in self.scorers}
         rewards = [self._combine({n: scores[i] for n, scores in per_scorer.items()}) for i in range(len(samples))]
+        finished = time.time()
         with self.traces_path.open("a", encoding="utf-8") as traces:
             for i, (sample, video) in enumerate(zip(samples, videos, strict=True)):
                 row = {
@@ -94,6 +96,7 @@ class Rollout:
                     "latency_s": round(video.latency_s, 3) if video else None,
                     "cost_usd": 0.0 if video is None or video.cached else video.cost_usd,
                     "cached": bool(video and video.cached),
+                    "time": round(finished, 3),  # when the step's rewards were in (unix seconds)
                 }
                 traces.write(json.dumps(row, ensure_ascii=False) + "\n")
         self.step = step + 1

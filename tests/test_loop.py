@@ -93,7 +93,9 @@ def test_two_stage_loop_offline(tiny_model_dir, tmp_path):
             "backend",
             "latency_s",
             "cost_usd",
+            "time",
         }
+    assert traces[0]["time"] <= traces[-1]["time"]  # when each step's rewards were in
     returned = [r for s in record["steps"] for r in s["rewards"]]
     assert returned == [t["reward"] for t in traces]
 
