@@ -146,6 +146,10 @@ def model_card(info: dict, metrics: dict, evaluation: dict | None, note: str | N
             f"Command: `{config.get('command') or 'enhancer eval'}` on {config.get('n_prompts')} prompts of "
             f"{', '.join(config.get('prompts', []))}, target {config.get('target')}, dtype {config.get('dtype')}.",
             "Variants: " + "; ".join(f"{name}: {what}" for name, what in config.get("variants", {}).items()) + ".",
+            "Decoding, as `enhancer enhance` does by default: one rewrite greedily, several (candidates) sampled at "
+            "0.7; a repetition penalty of 1.1 on generated tokens only (the user's words are not penalised). keep "
+            "judges normal and edge prompts (an adversarial prompt's words are not facts to keep; the adversarial "
+            "check below judges those) and counts a corrected spelling as kept.",
             "",
             evaluation["markdown"].strip(),
             "",
@@ -170,7 +174,7 @@ def model_card(info: dict, metrics: dict, evaluation: dict | None, note: str | N
         "",
         "## Limits",
         "",
-        "- 135M parameters and 1.7k training pairs: the table above is the whole claim. Larger models trained with",
+        "- 135M parameters and 1.8k training pairs: the table above is the whole claim. Larger models trained with",
         "  recipes/sft/qwen2.5-*.yaml will write richer prompts.",
         "- The scores judge the text of the prompt, not the video made from it.",
         "",
