@@ -77,6 +77,12 @@ def test_frames_are_sampled_one_per_second_as_visionreward_does(tmp_path):
     frames = frames_per_second(path)
     assert frames.shape == (4, 48, 64, 3)  # seconds 0, 1, 2 and the frame nearest 3 s
     assert frames_per_second(path, max_frames=2).shape[0] == 2
+    # a 48-pixel-wide video, which decord cannot copy out here: the same frames, through imageio
+    from enhancer.video import read_frames
+
+    narrow = str(write_mp4(render("a boat", seed=0, seconds=3.0, size="48x32"), tmp_path / "narrow.mp4"))
+    every = read_frames(narrow)
+    assert np.array_equal(frames_per_second(narrow), every[[0, 8, 16, 23]])
 
 
 def test_scores_follow_the_video_and_the_weights(checklist, tmp_path):

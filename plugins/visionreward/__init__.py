@@ -74,7 +74,21 @@ def frames_per_second(path: str, max_frames: int = 24) -> np.ndarray:
         ids.append(int(np.argmin([abs(stamp - second) for stamp in stamps])))
         if len(ids) >= max_frames:
             break
-    return reader.get_batch(ids).asnumpy()
+    try:
+        return reader.get_batch(ids).asnumpy()
+    except decord.DECORDError:
+        # decord cannot copy out frames whose row stride ffmpeg padded (seen with 48-pixel-wide videos on an
+        # AVX-512 machine); imageio's ffmpeg reader gives the same frames
+        import imageio.v2 as imageio
+
+        with imageio.get_reader(str(path)) as frames:
+            wanted, picked = set(ids), {}
+            for index, frame in enumerate(frames):
+                if index in wanted:
+                    picked[index] = frame
+                if index >= max(ids):
+                    break
+        return np.stack([picked[i] for i in ids])
 
 
 def batched_yes_no_logits(model, inputs: list[dict], yes_id: int, no_id: int, pad_id: int, batch_size: int = 8):
