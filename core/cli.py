@@ -248,6 +248,49 @@ def run(
     click.echo(json.dumps(summary, indent=2))
 
 
+@main.command()
+@click.option("--model", default="embedded", show_default=True, help="'embedded', a local HF directory or a hub id.")
+@click.option("--adapter", help="A PEFT adapter directory to apply to --model.")
+@click.option(
+    "--engine", type=click.Choice(["transformers", "openai", "vllm"]), default="transformers", show_default=True
+)
+@click.option("--base-url", help="Upstream OpenAI-compatible endpoint for --engine openai.")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), help="Weights' dtype.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address; beyond loopback only with a key.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--api-key",
+    envvar="ENHANCER_SERVE_API_KEY",
+    help="Require Authorization: Bearer KEY (or $ENHANCER_SERVE_API_KEY).",
+)
+@click.option("--batch-window-ms", type=click.FloatRange(0), default=20.0, show_default=True)
+@click.option("--max-batch", type=click.IntRange(1), default=32, show_default=True, help="Prompts per generate call.")
+@click.option("--max-n", type=click.IntRange(1), default=8, show_default=True, help="Most variants one request asks.")
+@click.option("--timeout", type=click.FloatRange(1), default=300.0, show_default=True, help="Seconds per request.")
+def serve(model, adapter, engine, base_url, dtype, host, port, api_key, batch_window_ms, max_batch, max_n, timeout):
+    """Serve the enhancer over HTTP: /v1/enhance, OpenAI-compatible /v1/chat/completions, /v1/models, /healthz."""
+    import uvicorn
+
+    from enhancer.enhance import Enhancer
+    from enhancer.serve.api import ServeLimits, create_app
+
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        raise click.UsageError(f"--host {host} exposes the server beyond this machine: set --api-key too")
+    enhancer = Enhancer.load(
+        model=model,
+        adapter=adapter,
+        engine=engine,
+        base_url=base_url,
+        dtype=dtype,
+        batch_size=max_batch,
+        log=lambda m: click.echo(f"enhancer: {m}", err=True),
+    )
+    limits = ServeLimits(max_n=max_n, request_timeout_s=timeout, batch_window_ms=batch_window_ms, max_batch=max_batch)
+    app = create_app(enhancer, limits, api_key)
+    click.echo(f"enhancer: serving {enhancer.model_label} at http://{host}:{port} (POST /v1/enhance)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
 # --------------------------------------------------------------------------------------------------------- data
 
 

@@ -1,0 +1,91 @@
+"""`enhancer serve` on 127.0.0.1 with a tiny random model: the routes, the OpenAI client, batching of concurrent
+requests, and the guards (key, body size, malformed JSON, limits) with the server still serving after each."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from enhancer.enhance import Enhancer
+from enhancer.serve.api import ServeLimits, Server
+
+
+@pytest.fixture(scope="module")
+def tiny_enhancer(tiny_model_dir):
+    return Enhancer.load(model=str(tiny_model_dir), max_new_tokens=12, log=lambda m: None)
+
+
+def _call(url, path, body=None, key=None, raw: bytes | None = None, method=None):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(url + path, data=data, method=method or ("POST" if data is not None else "GET"))
+    request.add_header("Content-Type", "application/json")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_enhance_models_health_and_the_openai_client(tiny_enhancer):
+    from openai import OpenAI
+
+    with Server(tiny_enhancer) as server:
+        assert server.url.startswith("http://127.0.0.1:")
+        status, row = _call(server.url, "/v1/enhance", {"prompt": "a fox in the snow", "n": 2, "seed": 3})
+        assert status == 200 and row["prompt"] == "a fox in the snow" and len(row["variants"]) == 2
+        assert row["status"] in ("ok", "fallback") and row["seed"] == 3 and row["target"] == "generic"
+        assert set(row["timings"]) == {"queue_s", "generate_s", "total_s", "batch"}
+        status, models = _call(server.url, "/v1/models")
+        assert status == 200 and models["data"][0]["id"] == tiny_enhancer.model_label
+
+        client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+        completion = client.chat.completions.create(
+            model="enhancer",
+            messages=[{"role": "system", "content": "ignored"}, {"role": "user", "content": "a heron in the reeds"}],
+            extra_body={"target": "wan"},
+        )
+        assert completion.choices[0].message.role == "assistant" and completion.choices[0].message.content
+        assert _call(server.url, "/healthz")[1]["requests"] == 2
+
+
+def test_concurrent_requests_share_generate_calls(tiny_enhancer):
+    limits = ServeLimits(batch_window_ms=200, max_batch=16)
+    prompts = [f"a paper boat number {i} on a pond" for i in range(12)]
+    with Server(tiny_enhancer, limits=limits) as server:
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(lambda p: _call(server.url, "/v1/enhance", {"prompt": p}), prompts))
+        health = _call(server.url, "/healthz")[1]
+    assert [status for status, _ in answers] == [200] * 12
+    assert [row["prompt"] for _, row in answers] == prompts  # each request gets its own answer back
+    assert health["requests"] == 12 and health["batches"] < 12
+    assert max(row["timings"]["batch"] for _, row in answers) > 1
+
+
+def test_guards_answer_clearly_and_the_server_keeps_serving(tiny_enhancer):
+    limits = ServeLimits(max_body_bytes=2_000, max_n=4)
+    with Server(tiny_enhancer, api_key="s3cret", limits=limits) as server:
+        ok = {"prompt": "a lighthouse at dusk"}
+        assert _call(server.url, "/healthz")[0] == 200  # health needs no key
+        status, body = _call(server.url, "/v1/enhance", ok)
+        assert status == 401 and "API key" in body["error"]
+        assert _call(server.url, "/v1/models", key="wrong")[0] == 401
+        status, body = _call(server.url, "/v1/enhance", {"prompt": "x" * 5_000}, key="s3cret")
+        assert status == 413 and "limit is 2000" in body["error"]
+        status, body = _call(server.url, "/v1/enhance", raw=b'{"prompt": "a fox",', key="s3cret")
+        assert status == 422 and "invalid request" in body["error"] and "JSON" in body["error"]
+        status, body = _call(server.url, "/v1/enhance", {"prompt": "a fox", "n": 9}, key="s3cret")
+        assert status == 422 and "n:" in body["error"]
+        status, body = _call(server.url, "/v1/enhance", {"prompt": "a fox", "target": "imax"}, key="s3cret")
+        assert status == 422 and "unknown target 'imax'" in body["error"]
+        status, body = _call(server.url, "/v1/enhance", {"prompt": "   "}, key="s3cret")
+        assert status == 422 and "empty prompt" in body["error"]
+        status, body = _call(server.url, "/v1/chat/completions", {"messages": []}, key="s3cret")
+        assert status == 422 and "no user message" in body["error"]
+        status, body = _call(server.url, "/v1/enhance", ok, key="s3cret")  # still serving
+        assert status == 200 and body["prompt"] == "a lighthouse at dusk"
