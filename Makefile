@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 TORCH  ?= torch==2.13.0
 PROMPT ?= a fox trotting across a snowy field at dawn
 
-.PHONY: demo test test-slow bench eval lint clean embedded-adapter
+.PHONY: demo test test-slow bench eval lint clean embedded-adapter browser
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,8 +22,13 @@ demo: $(VENV)/.installed
 	@echo "== enhancer enhance \"$(PROMPT)\""
 	@$(VENV)/bin/enhancer enhance "$(PROMPT)"
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed browser
 	$(PY) -m pytest
+
+# The browser tests drive Debian's chromium with its chromedriver; install them when they are missing.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get install -y -q chromium chromium-driver || (apt-get update -q && apt-get install -y -q chromium chromium-driver))
 
 test-slow: $(VENV)/.installed
 	$(PY) -m pytest -m slow

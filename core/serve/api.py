@@ -4,6 +4,7 @@
     POST /v1/chat/completions   OpenAI-compatible: the last user message is the simple prompt
     GET  /v1/models             the served model, OpenAI-style
     GET  /healthz               liveness (never needs the key)
+    GET  /                      the web page: enhance, compare variants side by side, edit, copy
 
 Requests that arrive within a short window (`batch_window_ms`) and ask for the same target, n, seed,
 temperature and negative are answered by one batched generate call, so throughput grows with load; the
@@ -18,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -49,6 +52,9 @@ class ChatRequest(BaseModel):
     seed: int | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     target: str = "generic"  # extra_body={"target": "wan"} from the OpenAI client
+
+
+OPEN_PATHS = ("/", "/healthz")  # the page (static, no data) and liveness need no key; the page asks for one
 
 
 @dataclass
@@ -143,7 +149,7 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
     """The FastAPI app around an `Enhancer` (anything with `.enhance(list, ...)` and `.model_label`)."""
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import HTMLResponse, JSONResponse
 
     limits = limits or ServeLimits()
     batcher = Batcher(enhancer, limits.batch_window_ms / 1000, limits.max_batch)
@@ -160,7 +166,7 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
-        if request.url.path != "/healthz" and api_key:
+        if request.url.path not in OPEN_PATHS and api_key:
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
                 return JSONResponse(
@@ -217,6 +223,13 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException):
         return JSONResponse({"error": error.detail}, status_code=error.status_code)
+
+    page = (Path(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
+    page = page.replace("__TARGETS__", json.dumps(list(PROFILES)))
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index():
+        return page
 
     @app.get("/healthz")
     async def healthz():
