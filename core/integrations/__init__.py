@@ -1,0 +1,1 @@
+"""Drop-ins for other projects' prompt-enhancer call shapes (`enhancer.integrations.wan`)."""
