@@ -291,6 +291,64 @@ def serve(model, adapter, engine, base_url, dtype, host, port, api_key, batch_wi
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
+@main.group()
+def rate() -> None:
+    """Human ratings: blind A/B judgements of two variants' outputs (from an `enhancer eval` folder)."""
+
+
+def _rating_inputs(results, variants, db):
+    from enhancer.rate import RatingStore, load_pairs
+
+    try:
+        pairs = load_pairs(results, [v.strip() for v in variants.split(",")] if variants else None)
+    except (FileNotFoundError, ValueError) as error:
+        raise click.UsageError(str(error)) from error
+    return pairs, RatingStore(db or Path(results) / "ratings.sqlite")
+
+
+@rate.command("serve")
+@click.option("--results", required=True, type=click.Path(file_okay=False), help="An `enhancer eval` --out folder.")
+@click.option("--variants", help="Only these variants, comma-separated (default: every pair of them).")
+@click.option("--db", type=click.Path(dir_okay=False), help="SQLite file (default: RESULTS/ratings.sqlite).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address; beyond loopback only with a key.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8300, show_default=True)
+@click.option("--api-key", envvar="ENHANCER_RATE_API_KEY", help="Require Authorization: Bearer KEY.")
+def rate_serve(results, variants, db, host, port, api_key):
+    """Serve the rating page: raters pick the better of two outputs; every rating is saved at once."""
+    import uvicorn
+
+    from enhancer.serve.rate import create_rating_app
+
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        raise click.UsageError(f"--host {host} exposes the server beyond this machine: set --api-key too")
+    pairs, store = _rating_inputs(results, variants, db)
+    click.echo(f"enhancer: {len(pairs)} pairs to rate at http://{host}:{port}/ (ratings in {store.path})", err=True)
+    uvicorn.run(create_rating_app(pairs, store, api_key), host=host, port=port, log_level="warning")
+
+
+@rate.command("scores")
+@click.option("--results", required=True, type=click.Path(file_okay=False))
+@click.option("--db", type=click.Path(dir_okay=False), help="SQLite file (default: RESULTS/ratings.sqlite).")
+def rate_scores(results, db):
+    """Bradley-Terry strength per variant with 95% bootstrap intervals, win rates and counts (JSON)."""
+    from enhancer.rate import RatingStore, scores
+
+    store = RatingStore(db or Path(results) / "ratings.sqlite")
+    click.echo(json.dumps(scores(store.rows()), indent=2))
+
+
+@rate.command("export")
+@click.option("--results", required=True, type=click.Path(file_okay=False))
+@click.option("--db", type=click.Path(dir_okay=False), help="SQLite file (default: RESULTS/ratings.sqlite).")
+@click.option("--out", default="ratings.csv", show_default=True, help="CSV file to write.")
+def rate_export(results, db, out):
+    """Every rating as a CSV row (rater, pair, variants, winner, and the two texts)."""
+    from enhancer.rate import export_csv
+
+    pairs, store = _rating_inputs(results, None, db)
+    click.echo(str(export_csv(store, pairs, out)))
+
+
 # --------------------------------------------------------------------------------------------------------- data
 
 

@@ -4,29 +4,17 @@ copy it. `make test` installs chromium when it is missing (Debian); elsewhere in
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from enhancer.enhance import Enhancer
 from enhancer.serve.api import Server
 
+from browser import chromium
+
 
 @pytest.fixture(scope="module")
 def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    if not binary or not driver_path:
-        pytest.fail("the browser tests need chromium and chromedriver: `apt-get install chromium chromium-driver`")
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    driver.set_page_load_timeout(60)
+    driver = chromium()
     yield driver
     driver.quit()
 

@@ -1,0 +1,235 @@
+"""Human ratings: pairwise A/B judgements of two variants' outputs for the same prompt, stored in SQLite, and
+Bradley-Terry strengths with bootstrap confidence intervals (`enhancer rate serve|scores|export`).
+
+Pairs come from an eval folder's results.jsonl: for every prompt, every two variants whose outputs both
+succeeded (or a chosen subset of variants). Which output shows on the left is drawn per pair (seeded), so a
+rater's side bias does not favour a variant. Each rating is one committed row, so a restart loses nothing, and
+many raters can rate at once. A row with a `video_path` (a results file that has videos) shows the videos.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import random
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+WINNERS = ("a", "b", "tie")
+
+
+@dataclass
+class Pair:
+    id: int
+    prompt_id: str
+    simple: str
+    variant_a: str
+    text_a: str
+    variant_b: str
+    text_b: str
+    video_a: str | None = None
+    video_b: str | None = None
+
+    def public(self) -> dict:
+        """What the rater sees: no variant names (the judgement stays blind), no file paths."""
+        return {
+            "pair": self.id,
+            "simple": self.simple,
+            "a": self.text_a,
+            "b": self.text_b,
+            "video_a": bool(self.video_a),
+            "video_b": bool(self.video_b),
+        }
+
+
+def load_pairs(results_dir: str | Path, variants: list[str] | None = None, seed: int = 0) -> list[Pair]:
+    path = Path(results_dir) / "results.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no results here; run `enhancer eval` first and give its --out folder")
+    by_prompt: dict[str, dict[str, dict]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("status", "ok") != "ok" or (variants and row["variant"] not in variants):
+            continue
+        by_prompt.setdefault(row["id"], {})[row["variant"]] = row
+    found = sorted({v for rows in by_prompt.values() for v in rows})
+    if variants and set(variants) - set(found):
+        raise ValueError(f"variant(s) {', '.join(sorted(set(variants) - set(found)))} not in {path}; it has {found}")
+    rng = random.Random(seed)
+    pairs: list[Pair] = []
+    for prompt_id in sorted(by_prompt):
+        rows = by_prompt[prompt_id]
+        for left, right in itertools.combinations(sorted(rows), 2):
+            if rng.random() < 0.5:
+                left, right = right, left
+            a, b = rows[left], rows[right]
+            if a["enhanced"].strip() == b["enhanced"].strip():
+                continue  # nothing to choose between
+            pairs.append(
+                Pair(
+                    len(pairs),
+                    prompt_id,
+                    a["simple"],
+                    left,
+                    a["enhanced"],
+                    right,
+                    b["enhanced"],
+                    a.get("video_path"),
+                    b.get("video_path"),
+                )
+            )
+    if not pairs:
+        raise ValueError(f"{path}: no pair of differing outputs to rate (need two variants per prompt)")
+    return pairs
+
+
+class RatingStore:
+    """Ratings in SQLite (WAL): one committed row each; safe for many threads of one server."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.Lock()
+        self.db = sqlite3.connect(str(self.path), check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS ratings (id INTEGER PRIMARY KEY, time REAL, rater TEXT, pair INTEGER, "
+            "prompt_id TEXT, variant_a TEXT, variant_b TEXT, winner TEXT)"
+        )
+        self.db.commit()
+
+    def add(self, rater: str, pair: Pair, winner: str) -> None:
+        if winner not in WINNERS:
+            raise ValueError(f"winner must be one of {', '.join(WINNERS)}, got {winner!r}")
+        with self.lock:
+            self.db.execute(
+                "INSERT INTO ratings (time, rater, pair, prompt_id, variant_a, variant_b, winner) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (time.time(), rater, pair.id, pair.prompt_id, pair.variant_a, pair.variant_b, winner),
+            )
+            self.db.commit()
+
+    def rows(self) -> list[dict]:
+        with self.lock:
+            cursor = self.db.execute(
+                "SELECT id, time, rater, pair, prompt_id, variant_a, variant_b, winner FROM ratings ORDER BY id"
+            )
+            names = [c[0] for c in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def rated_by(self, rater: str) -> set[int]:
+        with self.lock:
+            return {r[0] for r in self.db.execute("SELECT pair FROM ratings WHERE rater = ?", (rater,))}
+
+    def counts(self) -> dict[int, int]:
+        with self.lock:
+            return dict(self.db.execute("SELECT pair, COUNT(*) FROM ratings GROUP BY pair").fetchall())
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def next_pair(pairs: list[Pair], store: RatingStore, rater: str, seed: int = 0) -> Pair | None:
+    """A pair this rater has not rated, among the least-rated ones (so ratings spread over all pairs)."""
+    done = store.rated_by(rater)
+    counts = store.counts()
+    open_pairs = [p for p in pairs if p.id not in done]
+    if not open_pairs:
+        return None
+    fewest = min(counts.get(p.id, 0) for p in open_pairs)
+    candidates = [p for p in open_pairs if counts.get(p.id, 0) == fewest]
+    return random.Random(f"{seed}-{rater}-{len(done)}").choice(candidates)
+
+
+def bradley_terry(ratings: list[dict], iterations: int = 500) -> dict[str, float]:
+    """Bradley-Terry strengths by the MM algorithm (Hunter 2004); a tie is half a win each way. Returned on a log
+    scale centred at 0; a variant that never won or never lost is pulled in by a weak prior (one tie against a
+    virtual average opponent), so every strength is finite."""
+    names = sorted({r["variant_a"] for r in ratings} | {r["variant_b"] for r in ratings})
+    index = {n: i for i, n in enumerate(names)}
+    k = len(names) + 1  # the last one is the virtual opponent
+    wins = np.zeros((k, k))
+    for r in ratings:
+        a, b = index[r["variant_a"]], index[r["variant_b"]]
+        if r["winner"] == "a":
+            wins[a, b] += 1
+        elif r["winner"] == "b":
+            wins[b, a] += 1
+        else:
+            wins[a, b] += 0.5
+            wins[b, a] += 0.5
+    wins[:-1, -1] += 0.5
+    wins[-1, :-1] += 0.5
+    games = wins + wins.T
+    strength = np.ones(k)
+    for _ in range(iterations):
+        total = wins.sum(axis=1)
+        denominator = (games / (strength[:, None] + strength[None, :])).sum(axis=1)
+        updated = total / denominator
+        updated[-1] = 1.0  # the virtual opponent anchors the scale
+        if np.allclose(updated, strength, rtol=1e-9, atol=1e-12):
+            strength = updated
+            break
+        strength = updated
+    logs = np.log(strength[:-1])
+    logs -= logs.mean()
+    return {name: float(logs[i]) for name, i in index.items()}
+
+
+def scores(ratings: list[dict], resamples: int = 1000, seed: int = 0) -> dict:
+    """Strengths with 95% bootstrap intervals (resampling ratings), win rates and rating counts per variant."""
+    if not ratings:
+        return {"ratings": 0, "variants": {}}
+    point = bradley_terry(ratings)
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {name: [] for name in point}
+    for _ in range(resamples):
+        sample = [ratings[i] for i in rng.integers(0, len(ratings), len(ratings))]
+        fitted = bradley_terry(sample, iterations=200)
+        for name in point:
+            if name in fitted:
+                draws[name].append(fitted[name])
+    out = {}
+    for name, value in sorted(point.items(), key=lambda item: -item[1]):
+        played = [r for r in ratings if name in (r["variant_a"], r["variant_b"])]
+        won = sum(
+            1.0
+            if (r["winner"] == "a") == (r["variant_a"] == name) and r["winner"] != "tie"
+            else 0.5 * (r["winner"] == "tie")
+            for r in played
+        )
+        low, high = np.percentile(draws[name], [2.5, 97.5]) if draws[name] else (float("nan"), float("nan"))
+        out[name] = {
+            "strength": round(value, 4),
+            "ci95": [round(float(low), 4), round(float(high), 4)],
+            "ratings": len(played),
+            "win_rate": round(won / len(played), 4) if played else None,
+        }
+    return {"ratings": len(ratings), "raters": len({r["rater"] for r in ratings}), "variants": out}
+
+
+def export_csv(store: RatingStore, pairs: list[Pair] | None, out: str | Path) -> Path:
+    """Every rating as a CSV row, with the two texts when the pairs are given."""
+    by_id = {p.id: p for p in pairs or []}
+    out = Path(out)
+    with out.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["id", "time", "rater", "pair", "prompt_id", "variant_a", "variant_b", "winner", "simple", "a", "b"]
+        )
+        for row in store.rows():
+            pair = by_id.get(row["pair"])
+            writer.writerow(
+                [row[k] for k in ("id", "time", "rater", "pair", "prompt_id", "variant_a", "variant_b", "winner")]
+                + ([pair.simple, pair.text_a, pair.text_b] if pair else ["", "", ""])
+            )
+    return out

@@ -1,0 +1,187 @@
+"""Human ratings: pairs from eval results, Bradley-Terry strengths with intervals, SQLite that survives a restart,
+the rating API with many raters at once, CSV export, and ten pairs rated in a real headless browser."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from enhancer.rate import RatingStore, bradley_terry, load_pairs, next_pair, scores
+
+from browser import chromium
+from conftest import BIN
+
+
+@pytest.fixture()
+def results(tmp_path):
+    rows = []
+    for i in range(8):
+        simple = f"a paper boat number {i} on a pond"
+        for variant, text in (
+            ("raw", simple),
+            ("sft", f"A paper boat {i} drifts, wide shot."),
+            ("rl", f"Boat {i}."),
+        ):
+            rows.append({"variant": variant, "id": f"p{i}", "simple": simple, "enhanced": text, "status": "ok"})
+    rows.append({"variant": "rl", "id": "p9", "simple": "x", "enhanced": "", "status": "error"})
+    folder = tmp_path / "eval"
+    folder.mkdir()
+    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_pairs_are_blind_balanced_and_skip_failures(results):
+    pairs = load_pairs(results)
+    assert len(pairs) == 8 * 3  # three variants: three pairs per prompt; the failed row is left out
+    lefts = [p.variant_a for p in pairs]
+    assert 0 < lefts.count("raw") < 16  # sides are drawn, not fixed by name order
+    assert set(pairs[0].public()) == {"pair", "simple", "a", "b", "video_a", "video_b"}  # no variant names
+    assert len(load_pairs(results, ["sft", "rl"])) == 8
+    with pytest.raises(ValueError, match="variant\\(s\\) gpt not in"):
+        load_pairs(results, ["sft", "gpt"])
+
+
+def test_bradley_terry_recovers_the_order_with_intervals():
+    rng = np.random.default_rng(0)
+    truth = {"best": 1.0, "mid": 0.0, "worst": -1.0}
+    ratings = []
+    for _ in range(300):
+        a, b = rng.choice(list(truth), 2, replace=False)
+        p = 1 / (1 + np.exp(truth[b] - truth[a]))
+        ratings.append({"variant_a": a, "variant_b": b, "winner": "a" if rng.random() < p else "b", "rater": "r"})
+    fitted = bradley_terry(ratings)
+    assert fitted["best"] > fitted["mid"] > fitted["worst"]
+    assert fitted["best"] - fitted["worst"] == pytest.approx(2.0, abs=0.5)
+    summary = scores(ratings, resamples=100)
+    for row in summary["variants"].values():
+        low, high = row["ci95"]
+        assert low <= row["strength"] <= high
+    assert list(summary["variants"]) == ["best", "mid", "worst"]
+    # all ties: equal strengths; one variant that always wins stays finite
+    ties = [{"variant_a": "x", "variant_b": "y", "winner": "tie", "rater": "r"}] * 5
+    assert bradley_terry(ties) == pytest.approx({"x": 0.0, "y": 0.0})
+    sweep = [{"variant_a": "x", "variant_b": "y", "winner": "a", "rater": "r"}] * 5
+    assert np.isfinite(list(bradley_terry(sweep).values())).all()
+
+
+def test_ratings_survive_a_restart_and_export(results, tmp_path):
+    pairs = load_pairs(results)
+    store = RatingStore(tmp_path / "r.sqlite")
+    for pair in pairs[:3]:
+        store.add("ana", pair, "a")
+    store.close()
+    again = RatingStore(tmp_path / "r.sqlite")
+    assert [r["pair"] for r in again.rows()] == [p.id for p in pairs[:3]]
+    assert next_pair(pairs, again, "ana").id not in {p.id for p in pairs[:3]}
+    with pytest.raises(ValueError, match="winner must be one of"):
+        again.add("ana", pairs[4], "left")
+    result = subprocess.run(
+        [str(BIN / "enhancer"), "rate", "export", "--results", str(results), "--db", str(tmp_path / "r.sqlite")]
+        + ["--out", str(tmp_path / "r.csv")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader((tmp_path / "r.csv").open()))
+    assert [r["rater"] for r in rows] == ["ana"] * 3 and rows[0]["a"] == pairs[0].text_a
+
+
+def _serve(app):
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    return server, thread, f"http://{host}:{port}"
+
+
+def _call(url, body=None, key=None):
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None)
+    request.add_header("Content-Type", "application/json")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_many_raters_at_once_and_clear_refusals(results, tmp_path):
+    from enhancer.serve.rate import create_rating_app
+
+    pairs = load_pairs(results)
+    store = RatingStore(tmp_path / "r.sqlite")
+    server, thread, url = _serve(create_rating_app(pairs, store, api_key="k"))
+    try:
+        assert _call(f"{url}/api/next?rater=ana")[0] == 401
+
+        def rater(name):
+            for _ in range(6):
+                status, pair = _call(f"{url}/api/next?rater={name}", key="k")
+                assert status == 200 and not pair["done"]
+                status, _ = _call(f"{url}/api/rate", {"pair": pair["pair"], "winner": "b", "rater": name}, key="k")
+                assert status == 200
+
+        with ThreadPoolExecutor(6) as pool:
+            list(pool.map(rater, [f"rater{i}" for i in range(6)]))
+        assert len(store.rows()) == 36
+        assert all(len(store.rated_by(f"rater{i}")) == 6 for i in range(6))  # nobody got a pair twice
+        status, body = _call(
+            f"{url}/api/rate", {"pair": store.rows()[0]["pair"], "winner": "a", "rater": "rater0"}, "k"
+        )
+        assert status == 409 and "already rated" in body["error"]
+        assert _call(f"{url}/api/rate", {"pair": 999, "winner": "a", "rater": "ana"}, "k")[0] == 422
+        assert _call(f"{url}/api/next?rater=" + "x" * 80, key="k")[0] == 422
+        status, summary = _call(f"{url}/api/scores", key="k")
+        assert status == 200 and summary["ratings"] == 36 and summary["raters"] == 6
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_ten_pairs_rated_in_the_browser(results, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from enhancer.serve.rate import create_rating_app
+
+    pairs = load_pairs(results)
+    store = RatingStore(tmp_path / "r.sqlite")
+    server, thread, url = _serve(create_rating_app(pairs, store))
+    driver = chromium()
+    try:
+        driver.get(url + "/")
+        driver.find_element(By.ID, "rater").send_keys("bea")
+        driver.find_element(By.ID, "start").click()
+        shown = []
+        for i in range(10):
+            WebDriverWait(driver, 20).until(
+                lambda d, i=i: d.find_element(By.ID, "progress").text.startswith(f"rated {i} ")
+            )
+            shown.append(int(driver.find_element(By.ID, "task").get_attribute("data-pair")))
+            winner = ("a", "b", "tie")[i % 3]
+            driver.find_element(By.CSS_SELECTOR, f'#choices button[data-winner="{winner}"]').click()
+        WebDriverWait(driver, 20).until(lambda d: d.find_element(By.ID, "progress").text.startswith("rated 10 "))
+    finally:
+        driver.quit()
+        server.should_exit = True
+        thread.join(timeout=10)
+    rows = store.rows()
+    assert [r["pair"] for r in rows] == shown and len(set(shown)) == 10
+    assert [r["winner"] for r in rows] == [("a", "b", "tie")[i % 3] for i in range(10)]
+    assert {r["rater"] for r in rows} == {"bea"}
