@@ -185,3 +185,41 @@ def test_ten_pairs_rated_in_the_browser(results, tmp_path):
     assert [r["pair"] for r in rows] == shown and len(set(shown)) == 10
     assert [r["winner"] for r in rows] == [("a", "b", "tie")[i % 3] for i in range(10)]
     assert {r["rater"] for r in rows} == {"bea"}
+
+
+def test_videos_are_served_by_pair_never_by_path(tmp_path):
+    import urllib.error
+    import urllib.request
+
+    from enhancer.plugins.synthetic import render
+    from enhancer.serve.rate import create_rating_app
+    from enhancer.video import write_mp4
+
+    rows = []
+    for variant in ("sft", "rl"):
+        video = write_mp4(render(f"a {variant} kite", seed=0, seconds=1.0, size="64x48"), tmp_path / f"{variant}.mp4")
+        rows.append(
+            {
+                "variant": variant,
+                "id": "p0",
+                "simple": "a kite",
+                "enhanced": f"A {variant} kite.",
+                "video_path": str(video),
+            }
+        )
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs = load_pairs(tmp_path / "eval")
+    assert pairs[0].public()["video_a"] is True and "video" not in json.dumps(pairs[0].public()).replace("video_", "")
+    server, thread, url = _serve(create_rating_app(pairs, RatingStore(tmp_path / "r.sqlite")))
+    try:
+        with urllib.request.urlopen(f"{url}/api/video/0/a", timeout=30) as response:
+            assert response.headers["content-type"] == "video/mp4"
+            assert response.read() == open(pairs[0].video_a, "rb").read()
+        for bad in ("/api/video/0/c", "/api/video/7/a", "/api/video/..%2F..%2Fetc%2Fpasswd/a"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(url + bad, timeout=30)
+            assert refused.value.code in (404, 422)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
