@@ -531,9 +531,12 @@ def report(directory, traces):
 
 
 @main.command()
-@click.option("--adapter", required=True, help="The PEFT adapter directory to fold in.")
+@click.option("--adapter", help="The PEFT adapter directory to fold in ('none': the base model alone).")
 @click.option("--merge", "out", help="Where to write the merged model (a new folder).")
-@click.option("--model", help="Base model (default: the adapter's base_model_name_or_path).")
+@click.option("--gguf", "gguf_out", help="Write one GGUF file here (llama.cpp, Ollama, LM Studio).")
+@click.option("--quant", type=click.Choice(["f16", "q8_0", "f32"]), default="f16", show_default=True, help="GGUF.")
+@click.option("--gguf-pre", help="GGUF: llama.cpp's pre-tokenizer name, when it cannot be told from the model.")
+@click.option("--model", help="Base model (default: the adapter's base_model_name_or_path; for --gguf: embedded).")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
 @click.option(
     "--ship-embedded",
@@ -542,10 +545,27 @@ def report(directory, traces):
 )
 @click.option("--eval", "eval_dir", type=click.Path(file_okay=False), help="With --ship-embedded: the eval folder.")
 @click.option("--note", help="With --ship-embedded: a line for the model card (e.g. what else the machine ran).")
-def export(adapter, out, model, dtype, ship_embedded, eval_dir, note):
-    """Merge an adapter into its base model and save a plain model directory for other engines."""
-    if (out is None) == (not ship_embedded):
-        raise click.UsageError("give --merge OUT or --ship-embedded")
+def export(adapter, out, gguf_out, quant, gguf_pre, model, dtype, ship_embedded, eval_dir, note):
+    """Merge an adapter into its base model: a plain model directory (--merge) or one GGUF file (--gguf)."""
+    if sum(bool(x) for x in (out, gguf_out, ship_embedded)) != 1:
+        raise click.UsageError("give one of --merge OUT, --gguf OUT.gguf or --ship-embedded")
+    if gguf_out:
+        from enhancer.gguf_export import ExportError, export_gguf
+
+        try:
+            export_gguf(
+                gguf_out,
+                model=model or "embedded",
+                adapter=adapter,
+                quant=quant,
+                pre=gguf_pre,
+                log=lambda m: click.echo(m, err=True),
+            )
+        except (ExportError, FileExistsError) as error:
+            raise click.UsageError(str(error)) from error
+        return
+    if not adapter:
+        raise click.UsageError("--merge and --ship-embedded need --adapter DIR")
     if ship_embedded:
         from enhancer.modelcard import ship_embedded as ship
 

@@ -1,0 +1,187 @@
+"""`enhancer export --gguf OUT.gguf [--adapter DIR] [--quant f16|q8_0|f32]`: an enhancer model as one GGUF file for
+llama.cpp, Ollama and LM Studio.
+
+The LoRA adapter is merged into the base weights, then the `gguf` package's writer gets the architecture
+metadata, the tokenizer (tokens, types, merges, special ids, chat template, via `gguf.SpecialVocab`) and the
+tensors under llama.cpp's names (`gguf.get_tensor_name_map`). Llama-architecture Q and K projections are
+permuted the way llama.cpp's converter does (llama.cpp applies rotary embeddings to interleaved pairs);
+transformers' own GGUF loader undoes it, which is how the tests check the file. Norms and biases stay float32;
+matrices are f16, q8_0 (llama.cpp's 8-bit blocks) or f32. Supported architectures: Llama (SmolLM2, Llama) and
+Qwen2 (Qwen2.5).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ARCHITECTURES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}
+QUANTS = ("f16", "q8_0", "f32")
+
+
+class ExportError(ValueError):
+    """A model this exporter cannot write, with what to do instead."""
+
+
+def _pre_tokenizer(arch: str, vocab_size: int, given: str | None) -> str:
+    """llama.cpp's name for the pre-tokenizer (the regex that splits text before BPE)."""
+    if given:
+        return given
+    if arch == "qwen2":
+        return "qwen2"
+    if arch == "llama" and vocab_size == 49152:
+        return "smollm"  # SmolLM and SmolLM2
+    if arch == "llama" and vocab_size == 128256:
+        return "llama-bpe"  # Llama 3
+    raise ExportError(
+        f"cannot tell llama.cpp's pre-tokenizer for a {arch} model with {vocab_size} tokens: pass --gguf-pre NAME "
+        "(the tokenizer.ggml.pre value llama.cpp's convert_hf_to_gguf.py would write for it)"
+    )
+
+
+def _permute(weights, n_head: int):
+    """llama.cpp's Q/K layout for Llama: rotary halves interleaved per head."""
+    return (
+        weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
+
+
+def export_gguf(
+    out: str | Path,
+    model: str = "embedded",
+    adapter: str | None = None,
+    quant: str = "f16",
+    pre: str | None = None,
+    log=print,
+) -> Path:
+    import gguf
+    import numpy as np
+    import torch
+    from peft import PeftModel
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from enhancer.models import read_metadata, resolve_model
+
+    if quant not in QUANTS:
+        raise ExportError(f"--quant {quant}: choose one of {', '.join(QUANTS)}")
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} exists; choose a new file name")
+    resolved = resolve_model(model, adapter, log=log)  # "embedded" alone: base + the shipped adapter
+    config = AutoConfig.from_pretrained(resolved.path)
+    arch = ARCHITECTURES.get((config.architectures or ["?"])[0])
+    if arch is None:
+        raise ExportError(
+            f"{resolved.path}: architecture {config.architectures} is not supported by the GGUF exporter "
+            f"({', '.join(ARCHITECTURES)}); `enhancer export --merge` writes a plain model for llama.cpp's converter"
+        )
+    rope_parameters = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    if rope_parameters.get("rope_type", "default") != "default":
+        raise ExportError(f"{resolved.path}: rope scaling {rope_parameters} is not written by this exporter yet")
+    weights = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=torch.float32)
+    if resolved.adapter:
+        log(f"export: merging {resolved.adapter}")
+        weights = PeftModel.from_pretrained(weights, resolved.adapter).merge_and_unload()
+    tokenizer_dir = (
+        resolved.adapter if resolved.adapter and Path(resolved.adapter, "tokenizer.json").exists() else None
+    )
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or resolved.path)
+
+    n_head, n_kv = (
+        config.num_attention_heads,
+        getattr(config, "num_key_value_heads", None) or config.num_attention_heads,
+    )
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_head
+    rope = rope_parameters.get("rope_theta") or getattr(config, "rope_theta", None)
+    vocab_size = config.vocab_size
+    file_type = {
+        "f16": gguf.LlamaFileType.MOSTLY_F16,
+        "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+        "f32": gguf.LlamaFileType.ALL_F32,
+    }[quant]
+
+    writer = gguf.GGUFWriter(str(out), arch)
+    label = Path(resolved.path).name + (f"+{Path(resolved.adapter).name}" if resolved.adapter else "")
+    writer.add_name(f"enhancer {label}")
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(n_head)
+    writer.add_head_count_kv(n_kv)
+    writer.add_rope_dimension_count(head_dim)
+    if rope:
+        writer.add_rope_freq_base(float(rope))
+    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
+    writer.add_vocab_size(vocab_size)
+    writer.add_file_type(file_type)
+
+    # tokenizer: byte-level BPE tokens by id, their types, merges and special ids, the chat template
+    tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+    types = [gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL for i in range(len(tokens))]
+    for i in range(len(tokens), vocab_size):  # embedding rows beyond the tokenizer (padding)
+        tokens.append(f"[PAD{i}]")
+        types.append(gguf.TokenType.UNUSED)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(_pre_tokenizer(arch, vocab_size, pre))
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    special_vocab = gguf.SpecialVocab(tokenizer_dir or resolved.path, load_merges=True, n_vocab=vocab_size)
+    if not special_vocab.merges:
+        raise ExportError(
+            f"{resolved.path}: no BPE merges in tokenizer.json; only byte-level BPE tokenizers are written"
+        )
+    if tokenizer.chat_template and not special_vocab.chat_template:
+        special_vocab.chat_template = tokenizer.chat_template
+    special_vocab.add_to_gguf(writer)
+    writer.add_add_bos_token(False)  # chat templates put their own begin markers
+
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], config.num_hidden_layers)
+    tied = getattr(config, "tie_word_embeddings", False)
+    for name, tensor in weights.state_dict().items():
+        if name == "lm_head.weight" and tied:
+            continue  # llama.cpp reuses token_embd when the file has no output tensor
+        if name.endswith("rotary_emb.inv_freq"):
+            continue
+        mapped = names.get_name(name, try_suffixes=(".weight", ".bias"))
+        if mapped is None:
+            raise ExportError(f"tensor {name}: no GGUF name for it in the {arch} map")
+        data = tensor.detach().float().numpy()
+        if arch == "llama" and name.endswith("self_attn.q_proj.weight"):
+            data = _permute(data, n_head)
+        elif arch == "llama" and name.endswith("self_attn.k_proj.weight"):
+            data = _permute(data, n_kv)
+        if data.ndim == 1 or quant == "f32":
+            writer.add_tensor(mapped, data.astype(np.float32))
+        elif quant == "f16":
+            writer.add_tensor(mapped, data.astype(np.float16))
+        else:
+            if data.shape[-1] % 32:  # q8_0 works in blocks of 32 along a row
+                writer.add_tensor(mapped, data.astype(np.float16))
+                continue
+            quantized = gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0)
+            writer.add_tensor(mapped, quantized, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    metadata = read_metadata(resolved.adapter) if resolved.adapter else {}
+    sidecar = out.with_suffix(out.suffix + ".enhancer.json")  # what inference needs beyond the weights
+    sidecar.write_text(
+        json.dumps(
+            {
+                "base_model": model,
+                "adapter": str(resolved.adapter) if resolved.adapter else None,
+                "prompt_format": metadata.get("prompt_format", "chat"),
+                "quant": quant,
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
+    log(f"export: wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {quant})")
+    return out

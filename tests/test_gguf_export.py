@@ -1,0 +1,105 @@
+"""GGUF export: a tiny random Llama (and Qwen2) with the SmolLM2 tokenizer, written with the gguf package and
+read back by transformers' own GGUF loader (which undoes llama.cpp's Q/K layout): same logits, same greedy
+tokens. The llama.cpp side (llama-cpp-python) is tested where that extra is installed (issue 9)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from enhancer.gguf_export import ExportError, export_gguf
+
+
+def _tiny(tmp_path, kind, embedded_dir):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_dir)
+    Config, Model = (LlamaConfig, LlamaForCausalLM) if kind == "llama" else (Qwen2Config, Qwen2ForCausalLM)
+    config = Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(1)
+    model = Model(config)
+    with torch.no_grad():  # sharper logits than a fresh init, so greedy choices are not near-ties
+        model.lm_head.weight.mul_(8)
+    path = tmp_path / kind
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def _logits(path, ids, gguf_file=None):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, gguf_file=gguf_file, dtype=torch.float32)
+    with torch.no_grad():
+        logits = model(ids).logits
+        tokens = model.generate(ids, max_new_tokens=32, do_sample=False, pad_token_id=0)
+    return logits, tokens[0, ids.shape[1] :].tolist()
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_gguf_round_trip_through_transformers(kind, tmp_path, embedded_dir):
+    path = _tiny(tmp_path, kind, embedded_dir)
+    ids = torch.tensor([[1, 504, 3312, 282, 260, 4376, 2]])
+    expected, greedy = _logits(path, ids)
+    out = export_gguf(tmp_path / f"{kind}-f32.gguf", model=str(path), adapter="none", quant="f32", log=lambda m: None)
+    logits, tokens = _logits(tmp_path, ids, gguf_file=out.name)
+    assert torch.allclose(logits, expected, atol=1e-4) and tokens == greedy
+    half = export_gguf(tmp_path / f"{kind}-f16.gguf", model=str(path), adapter="none", quant="f16", log=lambda m: None)
+    logits, _ = _logits(tmp_path, ids, gguf_file=half.name)
+    assert torch.allclose(logits, expected, atol=5e-2)
+    q8 = export_gguf(tmp_path / f"{kind}-q8.gguf", model=str(path), adapter="none", quant="q8_0", log=lambda m: None)
+    assert q8.stat().st_size < 0.7 * half.stat().st_size
+
+
+def test_the_adapter_is_merged_and_errors_are_clear(tmp_path, embedded_dir):
+    import gguf
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    path = _tiny(tmp_path, "llama", embedded_dir)
+    lora = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(path),
+        LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False),
+    )
+    lora.save_pretrained(tmp_path / "adapter")
+    ids = torch.tensor([[1, 504, 3312, 282, 260]])
+    with torch.no_grad():
+        expected = lora.merge_and_unload()(ids).logits
+    out = export_gguf(tmp_path / "merged.gguf", model=str(path), adapter=str(tmp_path / "adapter"), quant="f32")
+    logits, _ = _logits(tmp_path, ids, gguf_file=out.name)
+    assert torch.allclose(logits, expected, atol=1e-4)
+    fields = gguf.GGUFReader(str(out)).fields
+    assert bytes(fields["tokenizer.ggml.pre"].parts[-1]).decode() == "smollm"
+    assert "tokenizer.chat_template" in fields and (tmp_path / "merged.gguf.enhancer.json").exists()
+    with pytest.raises(FileExistsError):
+        export_gguf(out, model=str(path), adapter="none")
+    with pytest.raises(ExportError, match="choose one of f16, q8_0, f32"):
+        export_gguf(tmp_path / "x.gguf", model=str(path), adapter="none", quant="q2_k")
+
+
+def test_cli_export_gguf(tmp_path, embedded_dir):
+    import subprocess
+
+    from conftest import BIN
+
+    path = _tiny(tmp_path, "llama", embedded_dir)
+    out = tmp_path / "cli.gguf"
+    command = [str(BIN / "enhancer"), "export", "--gguf", str(out), "--model", str(path), "--adapter", "none"]
+    result = subprocess.run(command + ["--quant", "q8_0"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert out.exists() and "q8_0" in result.stderr
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "exists" in again.stderr
+    neither = subprocess.run([str(BIN / "enhancer"), "export"], capture_output=True, text=True, timeout=300)
+    assert neither.returncode == 2 and "give one of --merge OUT, --gguf OUT.gguf or --ship-embedded" in neither.stderr
