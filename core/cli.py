@@ -536,6 +536,8 @@ def report(directory, traces):
 @click.option("--gguf", "gguf_out", help="Write one GGUF file here (llama.cpp, Ollama, LM Studio).")
 @click.option("--quant", type=click.Choice(["f16", "q8_0", "f32"]), default="f16", show_default=True, help="GGUF.")
 @click.option("--gguf-pre", help="GGUF: llama.cpp's pre-tokenizer name, when it cannot be told from the model.")
+@click.option("--ollama", "ollama_dir", help="Write model.gguf and an Ollama Modelfile into this new folder.")
+@click.option("--target", type=click.Choice(list(PROFILES)), default="generic", show_default=True, help="--ollama.")
 @click.option("--model", help="Base model (default: the adapter's base_model_name_or_path; for --gguf: embedded).")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
 @click.option(
@@ -545,10 +547,26 @@ def report(directory, traces):
 )
 @click.option("--eval", "eval_dir", type=click.Path(file_okay=False), help="With --ship-embedded: the eval folder.")
 @click.option("--note", help="With --ship-embedded: a line for the model card (e.g. what else the machine ran).")
-def export(adapter, out, gguf_out, quant, gguf_pre, model, dtype, ship_embedded, eval_dir, note):
+def export(adapter, out, gguf_out, quant, gguf_pre, ollama_dir, target, model, dtype, ship_embedded, eval_dir, note):
     """Merge an adapter into its base model: a plain model directory (--merge) or one GGUF file (--gguf)."""
-    if sum(bool(x) for x in (out, gguf_out, ship_embedded)) != 1:
-        raise click.UsageError("give one of --merge OUT, --gguf OUT.gguf or --ship-embedded")
+    if sum(bool(x) for x in (out, gguf_out, ollama_dir, ship_embedded)) != 1:
+        raise click.UsageError("give one of --merge OUT, --gguf OUT.gguf, --ollama DIR or --ship-embedded")
+    if ollama_dir:
+        from enhancer.gguf_export import ExportError, export_ollama
+
+        try:
+            export_ollama(
+                ollama_dir,
+                model=model or "embedded",
+                adapter=adapter,
+                target=target,
+                quant=quant,
+                pre=gguf_pre,
+                log=lambda m: click.echo(m, err=True),
+            )
+        except (ExportError, FileExistsError) as error:
+            raise click.UsageError(str(error)) from error
+        return
     if gguf_out:
         from enhancer.gguf_export import ExportError, export_gguf
 

@@ -185,3 +185,66 @@ def export_gguf(
     )
     log(f"export: wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {quant})")
     return out
+
+
+PROMPT_SLOT, SYSTEM_SLOT = "\x00PROMPT\x00", "\x00SYSTEM\x00"
+
+
+def ollama_modelfile(tokenizer, target: str = "generic", prompt_format: str = "chat", gguf_name: str = "model.gguf"):
+    """A Modelfile whose TEMPLATE renders exactly the prompt enhancer's own engine sends for `target`: the
+    model's chat template around enhancer's instruction (SYSTEM) and the target's advice, with the user's idea
+    where Ollama puts {{ .Prompt }}. Greedy by default, as `enhancer enhance` is for one rewrite."""
+    from enhancer.enhance.enhancer import max_tokens_for
+    from enhancer.prompts import build_messages, get_profile
+
+    system, user = build_messages(PROMPT_SLOT, target, prompt_format)
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "system", "content": SYSTEM_SLOT}, {"role": "user", "content": user["content"]}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    template = rendered.replace(SYSTEM_SLOT, "{{ .System }}").replace(PROMPT_SLOT, "{{ .Prompt }}")
+    stops = sorted({t for t in (tokenizer.eos_token, "<|im_end|>") if t and t in tokenizer.get_vocab()})
+    lines = [
+        f"# enhancer for Ollama: `ollama create enhancer-{target} -f Modelfile`, then",
+        f'#   ollama run enhancer-{target} "a fox trotting across a snowy field at dawn"',
+        f"# Target profile {target!r}, prompt format {prompt_format!r}; written by `enhancer export --ollama`.",
+        f"FROM ./{gguf_name}",
+        f'TEMPLATE """{template}"""',
+        f'SYSTEM """{system["content"]}"""',
+        "PARAMETER temperature 0",
+        "PARAMETER repeat_penalty 1.1",
+        f"PARAMETER num_predict {max_tokens_for(get_profile(target))}",
+        *[f'PARAMETER stop "{stop}"' for stop in stops],
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def export_ollama(
+    directory: str | Path,
+    model: str = "embedded",
+    adapter: str | None = None,
+    target: str = "generic",
+    quant: str = "q8_0",
+    pre: str | None = None,
+    log=print,
+) -> Path:
+    """DIR/model.gguf and DIR/Modelfile, ready for `ollama create`; the same template text serves llama.cpp's
+    server (--chat-template-file) and LM Studio (a custom prompt template)."""
+    from transformers import AutoTokenizer
+
+    from enhancer.models import resolve_model
+    from enhancer.prompts import get_profile
+
+    get_profile(target)  # a wrong target fails before the export
+    directory = Path(directory)
+    if directory.exists() and any(directory.iterdir()):
+        raise FileExistsError(f"{directory} exists and is not empty; choose a new folder")
+    directory.mkdir(parents=True, exist_ok=True)
+    gguf_path = export_gguf(directory / "model.gguf", model=model, adapter=adapter, quant=quant, pre=pre, log=log)
+    resolved = resolve_model(model, adapter, log=lambda m: None)
+    prompt_format = json.loads(gguf_path.with_suffix(".gguf.enhancer.json").read_text())["prompt_format"]
+    tokenizer = AutoTokenizer.from_pretrained(resolved.path)
+    (directory / "Modelfile").write_text(ollama_modelfile(tokenizer, target, prompt_format), encoding="utf-8")
+    log(f"export: wrote {directory / 'Modelfile'}; run `ollama create enhancer-{target} -f {directory / 'Modelfile'}`")
+    return directory

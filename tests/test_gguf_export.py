@@ -102,4 +102,26 @@ def test_cli_export_gguf(tmp_path, embedded_dir):
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 2 and "exists" in again.stderr
     neither = subprocess.run([str(BIN / "enhancer"), "export"], capture_output=True, text=True, timeout=300)
-    assert neither.returncode == 2 and "give one of --merge OUT, --gguf OUT.gguf or --ship-embedded" in neither.stderr
+    assert neither.returncode == 2 and "give one of --merge OUT, --gguf OUT.gguf, --ollama DIR" in neither.stderr
+
+
+@pytest.mark.parametrize("target", ["generic", "sora"])
+def test_ollama_template_renders_what_the_engine_sends(target, tmp_path, embedded_dir):
+    from transformers import AutoTokenizer
+
+    from enhancer.enhance.engines import TransformersEngine
+    from enhancer.gguf_export import export_ollama
+    from enhancer.prompts import build_messages
+
+    path = _tiny(tmp_path, "llama", embedded_dir)
+    folder = export_ollama(tmp_path / "ollama", model=str(path), adapter="none", target=target, log=lambda m: None)
+    modelfile = (folder / "Modelfile").read_text()
+    assert "FROM ./model.gguf" in modelfile and (folder / "model.gguf").exists()
+    assert 'PARAMETER stop "<|im_end|>"' in modelfile and "PARAMETER temperature 0" in modelfile
+    template = modelfile.split('TEMPLATE """', 1)[1].split('"""', 1)[0]
+    system = modelfile.split('SYSTEM """', 1)[1].split('"""', 1)[0]
+    idea = "three red kites over a beach"
+    ollama_prompt = template.replace("{{ .System }}", system).replace("{{ .Prompt }}", idea)
+    engine = TransformersEngine.__new__(TransformersEngine)  # render() needs only the tokenizer
+    engine.tokenizer = AutoTokenizer.from_pretrained(path)
+    assert ollama_prompt == engine.render(build_messages(idea, target))
