@@ -27,28 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def tiny_policy(directory: Path) -> str:
     """A 2-layer random Llama with the embedded model's tokenizer: generation and updates cost almost nothing."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from enhancer.testing import tiny_causal_lm
 
-    from enhancer.models import resolve_model
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model("embedded", "none", log=lambda m: None).path)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return str(directory)
+    return str(tiny_causal_lm(directory))
 
 
 def run_case(model: str, adapter: str | None, trainer: str, concurrency: int, options, tmp: Path) -> dict:

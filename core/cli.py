@@ -551,34 +551,15 @@ def export(adapter, out, gguf_out, quant, gguf_pre, ollama_dir, target, model, d
     """Merge an adapter into its base model: a plain model directory (--merge) or one GGUF file (--gguf)."""
     if sum(bool(x) for x in (out, gguf_out, ollama_dir, ship_embedded)) != 1:
         raise click.UsageError("give one of --merge OUT, --gguf OUT.gguf, --ollama DIR or --ship-embedded")
-    if ollama_dir:
-        from enhancer.gguf_export import ExportError, export_ollama
+    if ollama_dir or gguf_out:
+        from enhancer.gguf_export import ExportError, export_gguf, export_ollama
 
+        common = dict(model=model or "embedded", adapter=adapter, quant=quant, pre=gguf_pre)
         try:
-            export_ollama(
-                ollama_dir,
-                model=model or "embedded",
-                adapter=adapter,
-                target=target,
-                quant=quant,
-                pre=gguf_pre,
-                log=lambda m: click.echo(m, err=True),
-            )
-        except (ExportError, FileExistsError) as error:
-            raise click.UsageError(str(error)) from error
-        return
-    if gguf_out:
-        from enhancer.gguf_export import ExportError, export_gguf
-
-        try:
-            export_gguf(
-                gguf_out,
-                model=model or "embedded",
-                adapter=adapter,
-                quant=quant,
-                pre=gguf_pre,
-                log=lambda m: click.echo(m, err=True),
-            )
+            if ollama_dir:
+                export_ollama(ollama_dir, target=target, log=lambda m: click.echo(m, err=True), **common)
+            else:
+                export_gguf(gguf_out, log=lambda m: click.echo(m, err=True), **common)
         except (ExportError, FileExistsError) as error:
             raise click.UsageError(str(error)) from error
         return

@@ -11,30 +11,9 @@ from enhancer.gguf_export import ExportError, export_gguf
 
 
 def _tiny(tmp_path, kind, embedded_dir):
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    from enhancer.testing import tiny_causal_lm
 
-    tokenizer = AutoTokenizer.from_pretrained(embedded_dir)
-    Config, Model = (LlamaConfig, LlamaForCausalLM) if kind == "llama" else (Qwen2Config, Qwen2ForCausalLM)
-    config = Config(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(1)
-    model = Model(config)
-    with torch.no_grad():  # sharper logits than a fresh init, so greedy choices are not near-ties
-        model.lm_head.weight.mul_(8)
-    path = tmp_path / kind
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return tiny_causal_lm(tmp_path / kind, arch=kind, hidden=64, heads=4, kv_heads=2, seed=1, logit_scale=8.0)
 
 
 def _logits(path, ids, gguf_file=None):

@@ -17,6 +17,7 @@ from enhancer.rate import RatingStore, bradley_terry, load_pairs, next_pair, sco
 
 from browser import chromium
 from conftest import BIN
+from local_http import call
 
 
 @pytest.fixture()
@@ -106,21 +107,6 @@ def _serve(app):
     return server, thread, f"http://{host}:{port}"
 
 
-def _call(url, body=None, key=None):
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None)
-    request.add_header("Content-Type", "application/json")
-    if key:
-        request.add_header("Authorization", f"Bearer {key}")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
 def test_many_raters_at_once_and_clear_refusals(results, tmp_path):
     from enhancer.serve.rate import create_rating_app
 
@@ -128,26 +114,25 @@ def test_many_raters_at_once_and_clear_refusals(results, tmp_path):
     store = RatingStore(tmp_path / "r.sqlite")
     server, thread, url = _serve(create_rating_app(pairs, store, api_key="k"))
     try:
-        assert _call(f"{url}/api/next?rater=ana")[0] == 401
+        assert call(f"{url}/api/next?rater=ana")[0] == 401
 
         def rater(name):
             for _ in range(6):
-                status, pair = _call(f"{url}/api/next?rater={name}", key="k")
+                status, pair = call(f"{url}/api/next?rater={name}", key="k")
                 assert status == 200 and not pair["done"]
-                status, _ = _call(f"{url}/api/rate", {"pair": pair["pair"], "winner": "b", "rater": name}, key="k")
+                status, _ = call(f"{url}/api/rate", {"pair": pair["pair"], "winner": "b", "rater": name}, key="k")
                 assert status == 200
 
         with ThreadPoolExecutor(6) as pool:
             list(pool.map(rater, [f"rater{i}" for i in range(6)]))
         assert len(store.rows()) == 36
         assert all(len(store.rated_by(f"rater{i}")) == 6 for i in range(6))  # nobody got a pair twice
-        status, body = _call(
-            f"{url}/api/rate", {"pair": store.rows()[0]["pair"], "winner": "a", "rater": "rater0"}, "k"
-        )
+        rated = next(r["pair"] for r in store.rows() if r["rater"] == "rater0")
+        status, body = call(f"{url}/api/rate", {"pair": rated, "winner": "a", "rater": "rater0"}, "k")
         assert status == 409 and "already rated" in body["error"]
-        assert _call(f"{url}/api/rate", {"pair": 999, "winner": "a", "rater": "ana"}, "k")[0] == 422
-        assert _call(f"{url}/api/next?rater=" + "x" * 80, key="k")[0] == 422
-        status, summary = _call(f"{url}/api/scores", key="k")
+        assert call(f"{url}/api/rate", {"pair": 999, "winner": "a", "rater": "ana"}, "k")[0] == 422
+        assert call(f"{url}/api/next?rater=" + "x" * 80, key="k")[0] == 422
+        status, summary = call(f"{url}/api/scores", key="k")
         assert status == 200 and summary["ratings"] == 36 and summary["raters"] == 6
     finally:
         server.should_exit = True

@@ -3,9 +3,6 @@ requests, and the guards (key, body size, malformed JSON, limits) with the serve
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -13,23 +10,16 @@ import pytest
 from enhancer.enhance import Enhancer
 from enhancer.serve.api import ServeLimits, Server
 
+from local_http import call
+
 
 @pytest.fixture(scope="module")
 def tiny_enhancer(tiny_model_dir):
     return Enhancer.load(model=str(tiny_model_dir), max_new_tokens=12, log=lambda m: None)
 
 
-def _call(url, path, body=None, key=None, raw: bytes | None = None, method=None):
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    request = urllib.request.Request(url + path, data=data, method=method or ("POST" if data is not None else "GET"))
-    request.add_header("Content-Type", "application/json")
-    if key:
-        request.add_header("Authorization", f"Bearer {key}")
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+def _call(url, path, body=None, key=None, raw=None):
+    return call(url + path, body, key, raw)
 
 
 def test_enhance_models_health_and_the_openai_client(tiny_enhancer):
