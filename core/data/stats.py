@@ -23,7 +23,9 @@ assembled by code from templates or fragment lists. A revision (2026-12-02) had 
 whose detailed prompt dropped words of its simple one (synonyms, left-out actions) or took a style the simple
 one never asked for (its simple prompt now names the style), and write 140 pairs with quoted text; the one
 code step replaced 46 misspelt words the agents had copied into detailed prompts by their correct spelling,
-from a list an agent made. `enhancer data validate data/` checks the schema, lengths, kept quotes, counts,
+from a list an agent made. After the retrain, 178 pairs whose simple prompt names a realistic or a cinematic look
+(named-realistic.jsonl, named-cinematic.jsonl) were added for the style the adapter kept least. `enhancer data
+validate data/` checks the schema, lengths, kept quotes, counts,
 words and style, and duplicates and near-duplicates (MiniLM cosine > 0.92) within and across splits.
 Stage-2 prompts and the annotated eval prompts were written the same way and are disjoint from stage 1.
 `enhancer data synth` can grow the data with a teacher model; such rows carry an id starting with "synth".
