@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from enhancer.enhance.engines import ENGINES
 from enhancer.prompts import PROFILES
 
 
@@ -47,9 +48,7 @@ def main() -> None:
 @click.option("--resume", is_flag=True, help="Skip inputs already in --output and append the rest.")
 @click.option("--model", default="embedded", show_default=True, help="'embedded', a local HF directory or a hub id.")
 @click.option("--adapter", help="A PEFT adapter directory to apply to --model.")
-@click.option(
-    "--engine", type=click.Choice(["transformers", "openai", "vllm"]), default="transformers", show_default=True
-)
+@click.option("--engine", type=click.Choice(list(ENGINES)), default="transformers", show_default=True)
 @click.option("--base-url", help="OpenAI-compatible endpoint for --engine openai, e.g. http://127.0.0.1:8000/v1.")
 @click.option("--api-key", envvar="ENHANCER_API_KEY", help="Key for --base-url (or $ENHANCER_API_KEY).")
 @click.option(
@@ -251,9 +250,7 @@ def run(
 @main.command()
 @click.option("--model", default="embedded", show_default=True, help="'embedded', a local HF directory or a hub id.")
 @click.option("--adapter", help="A PEFT adapter directory to apply to --model.")
-@click.option(
-    "--engine", type=click.Choice(["transformers", "openai", "vllm"]), default="transformers", show_default=True
-)
+@click.option("--engine", type=click.Choice(list(ENGINES)), default="transformers", show_default=True)
 @click.option("--base-url", help="Upstream OpenAI-compatible endpoint for --engine openai.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), help="Weights' dtype.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address; beyond loopback only with a key.")

@@ -104,3 +104,45 @@ def test_ollama_template_renders_what_the_engine_sends(target, tmp_path, embedde
     engine = TransformersEngine.__new__(TransformersEngine)  # render() needs only the tokenizer
     engine.tokenizer = AutoTokenizer.from_pretrained(path)
     assert ollama_prompt == engine.render(build_messages(idea, target))
+
+
+@pytest.mark.slow
+def test_llama_cpp_reads_the_export_and_decodes_the_same_greedy_tokens(tmp_path, embedded_dir):
+    """Needs the `llamacpp` extra (llama-cpp-python compiles llama.cpp); skipped where it is not installed."""
+    pytest.importorskip("llama_cpp")
+    from llama_cpp import Llama
+    from transformers import AutoModelForCausalLM
+
+    from enhancer.enhance import Enhancer
+
+    path = _tiny(tmp_path, "llama", embedded_dir)
+    out = export_gguf(tmp_path / "tiny.gguf", model=str(path), adapter="none", quant="f32", log=lambda m: None)
+    prompt = [1, 504, 3312, 282, 260, 4376, 2]
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    with torch.no_grad():
+        expected = model.generate(torch.tensor([prompt]), max_new_tokens=32, do_sample=False, pad_token_id=0)
+    expected = expected[0, len(prompt) :].tolist()
+    llm = Llama(model_path=str(out), n_ctx=256, verbose=False)
+    got = []
+    for token in llm.generate(prompt, top_k=1, temp=0.0, repeat_penalty=1.0):
+        got.append(token)
+        if len(got) == 32:
+            break
+    assert got == expected
+    # the engine behind `enhancer enhance --engine llamacpp --model FILE.gguf`
+    row = Enhancer.load(model=str(out), engine="llamacpp", max_new_tokens=12).enhance("a fox in the snow", seed=1)
+    assert row.status in ("ok", "fallback") and row.model == "tiny.gguf"
+
+
+def test_llamacpp_engine_explains_what_it_needs(tmp_path):
+    import importlib.util
+
+    from enhancer.enhance import Enhancer
+    from enhancer.enhance.engines import EngineUnavailableError
+
+    if importlib.util.find_spec("llama_cpp") is None:  # the default install: the extra is not there
+        with pytest.raises(EngineUnavailableError, match=r"pip install 'enhancer\[llamacpp\]'"):
+            Enhancer.load(model=str(tmp_path / "m.gguf"), engine="llamacpp")
+    else:
+        with pytest.raises(FileNotFoundError, match="needs a .gguf file; write one with `enhancer export --gguf`"):
+            Enhancer.load(model=str(tmp_path / "m.gguf"), engine="llamacpp")

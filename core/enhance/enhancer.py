@@ -11,6 +11,7 @@ Enhancer.load(model="my-model", engine="openai", base_url="http://127.0.0.1:8000
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 import time
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from enhancer.contracts import Enhancement
 from enhancer.enhance.engines import (
     Generation,
+    LlamaCppEngine,
     OpenAIEngine,
     TransformersEngine,
     VLLMEngine,
@@ -120,6 +122,17 @@ class Enhancer:
             backend = OpenAIEngine(served, base_url, api_key=api_key, timeout=timeout, retries=retries)
             label = model if served else f"openai:{base_url}"
             return cls(backend, label, temperature, max_new_tokens, prompt_format or "chat", candidates)
+        if engine == "llamacpp":  # a GGUF file from `enhancer export --gguf`; its sidecar names the prompt format
+            from pathlib import Path
+
+            sidecar = Path(f"{model}.enhancer.json")
+            trained = (
+                json.loads(sidecar.read_text(encoding="utf-8")).get("prompt_format") if sidecar.is_file() else None
+            )
+            backend = LlamaCppEngine(model)
+            return cls(
+                backend, Path(model).name, temperature, max_new_tokens, prompt_format or trained or "chat", candidates
+            )
         resolved = resolve_model(model, adapter, log=log)
         prompt_format = prompt_format or resolved.trained_prompt_format() or "chat"
         if engine == "vllm":
