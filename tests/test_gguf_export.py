@@ -129,6 +129,22 @@ def test_llama_cpp_reads_the_export_and_decodes_the_same_greedy_tokens(tmp_path,
         if len(got) == 32:
             break
     assert got == expected
+    # The engines agree under enhancer's own sampling rules too: greedy, with the repetition penalty on generated
+    # tokens only. At 3.0 the penalty changes this model's output (at 1.0 it repeats one token), so the logits
+    # processor demonstrably runs inside llama.cpp's sampler.
+    from enhancer.enhance.engines import LlamaCppEngine, TransformersEngine
+    from enhancer.prompts import build_messages
+
+    conversation = build_messages("a fox in the snow", "generic", "chat")
+    outputs = {}
+    for penalty in (1.0, 3.0):
+        torch_engine = TransformersEngine(str(path), dtype="float32")
+        torch_engine.repetition_penalty = penalty
+        llama_engine = LlamaCppEngine(str(out), repetition_penalty=penalty)
+        torch_side = torch_engine.generate([conversation], temperature=0, max_new_tokens=24)[0].texts
+        assert llama_engine.generate([conversation], temperature=0, max_new_tokens=24)[0].texts == torch_side
+        outputs[penalty] = torch_side[0]
+    assert outputs[1.0] != outputs[3.0]
     # the engine behind `enhancer enhance --engine llamacpp --model FILE.gguf`
     row = Enhancer.load(model=str(out), engine="llamacpp", max_new_tokens=12).enhance("a fox in the snow", seed=1)
     assert row.status in ("ok", "fallback") and row.model == "tiny.gguf"
@@ -146,3 +162,20 @@ def test_llamacpp_engine_explains_what_it_needs(tmp_path):
     else:
         with pytest.raises(FileNotFoundError, match="needs a .gguf file; write one with `enhancer export --gguf`"):
             Enhancer.load(model=str(tmp_path / "m.gguf"), engine="llamacpp")
+
+
+def test_llamacpp_repetition_penalty_matches_transformers_on_generated_tokens_only():
+    """The llama.cpp engine's logits processor against transformers' own processor with `prompt_ignore_length`."""
+    import numpy as np
+    from transformers import RepetitionPenaltyLogitsProcessor
+
+    from enhancer.enhance.engines import GeneratedRepetitionPenalty
+
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randn(1, 50, generator=generator)
+    ids = torch.tensor([[3, 7, 7, 11, 20, 3, 41, 41, 5]])  # a prompt of 5 tokens, then 4 generated
+    expected = RepetitionPenaltyLogitsProcessor(1.3, prompt_ignore_length=5)(ids, scores.clone())
+    got = GeneratedRepetitionPenalty(1.3, prompt_length=5)(ids[0].numpy().astype(np.intc), scores[0].numpy().copy())
+    assert np.allclose(got, expected[0].numpy())
+    changed = set(np.flatnonzero(~np.isclose(got, scores[0].numpy())).tolist())
+    assert changed == {3, 41, 5}  # 7, 11 and 20 appear only in the prompt

@@ -250,16 +250,40 @@ class VLLMEngine:
         ]
 
 
+class GeneratedRepetitionPenalty:
+    """llama.cpp logits processor: the repetition penalty over the tokens generated so far, not the prompt's (the
+    transformers engine's rule: a rewrite must be free to repeat the user's words). `input_ids` holds the prompt
+    and then the generated tokens."""
+
+    def __init__(self, penalty: float, prompt_length: int):
+        self.penalty = penalty
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids, scores):
+        import numpy as np
+
+        seen = np.unique(np.asarray(input_ids[self.prompt_length :], dtype=np.int64))
+        if seen.size:
+            logits = scores[seen]
+            scores[seen] = np.where(logits < 0, logits * self.penalty, logits / self.penalty)
+        return scores
+
+
 class LlamaCppEngine:
     """llama.cpp through llama-cpp-python (`pip install 'enhancer[llamacpp]'`, which compiles llama.cpp) on a
     GGUF file written by `enhancer export --gguf`. The chat template comes from the file's metadata. Requests run
-    one after another: llama.cpp uses every core for one."""
+    one after another: llama.cpp uses every core for one.
+
+    Sampling follows the transformers engine: top-p 0.9 over the whole vocabulary (no top-k, no min-p), greedy at
+    temperature 0, and the repetition penalty on generated tokens only (llama.cpp's own `repeat_penalty` also
+    counts the prompt's last 64 tokens, which pushes the model off the user's words)."""
 
     name = "llamacpp"
 
-    def __init__(self, gguf_path: str, *, n_ctx: int = 2048, n_threads: int | None = None, repeat_penalty=1.1):
+    def __init__(self, gguf_path: str, *, n_ctx: int = 2048, n_threads: int | None = None, repetition_penalty=1.1):
         try:
             from llama_cpp import Llama
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError as error:
             raise EngineUnavailableError(
                 f"the llamacpp engine needs llama-cpp-python ({error}): `pip install 'enhancer[llamacpp]'` "
@@ -270,29 +294,52 @@ class LlamaCppEngine:
                 f"--model {gguf_path}: the llamacpp engine needs a .gguf file; write one with `enhancer export --gguf`"
             )
         self.llm = Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
-        self.repeat_penalty = repeat_penalty
+        self.repetition_penalty = repetition_penalty
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        special = lambda token: self.llm.detokenize([token], special=True).decode("utf-8", "replace")  # noqa: E731
+        self.formatter = (
+            Jinja2ChatFormatter(
+                template, eos_token=special(self.llm.token_eos()), bos_token=special(self.llm.token_bos())
+            )
+            if template
+            else None
+        )
+
+    def render(self, conversation: list[dict[str, str]]) -> str:
+        if conversation[0]["role"] == "completion":
+            return conversation[0]["content"]
+        if self.formatter is None:  # base models without a chat template: plain completion
+            return "\n\n".join(message["content"] for message in conversation)
+        return self.formatter(messages=conversation).prompt
 
     def generate(self, conversations, *, n=1, seed=0, temperature=0.7, max_new_tokens=256):
+        from llama_cpp import LogitsProcessorList
+
         results = []
         for conversation in conversations:
             try:
+                # Tokenized here, as the transformers engine does (no BOS added, special tokens parsed), so the
+                # penalty knows where the prompt ends.
+                prompt = self.llm.tokenize(self.render(conversation).encode("utf-8"), add_bos=False, special=True)
+                penalty = (
+                    LogitsProcessorList([GeneratedRepetitionPenalty(self.repetition_penalty, len(prompt))])
+                    if self.repetition_penalty != 1.0
+                    else None
+                )
                 texts, truncated = [], []
                 for i in range(n):
-                    options = dict(
+                    choice = self.llm.create_completion(
+                        prompt,
                         temperature=temperature,
                         top_p=0.9 if temperature > 0 else 1.0,
                         top_k=0 if temperature > 0 else 1,
+                        min_p=0.0,
                         max_tokens=max_new_tokens,
                         seed=seed + i,
-                        repeat_penalty=self.repeat_penalty,
-                    )
-                    if conversation[0]["role"] == "completion":
-                        choice = self.llm.create_completion(conversation[0]["content"], **options)["choices"][0]
-                        text = choice["text"]
-                    else:
-                        choice = self.llm.create_chat_completion(messages=conversation, **options)["choices"][0]
-                        text = choice["message"]["content"] or ""
-                    texts.append(text)
+                        repeat_penalty=1.0,
+                        logits_processor=penalty,
+                    )["choices"][0]
+                    texts.append(choice["text"])
                     truncated.append(choice.get("finish_reason") == "length")
                 results.append(Generation(texts, truncated))
             except Exception as error:
