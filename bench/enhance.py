@@ -1,11 +1,18 @@
-"""Inference benchmark: cold start, warm single-prompt latency, and 32-prompt batch throughput of enhancer's
+"""Inference benchmarks, printed as Markdown tables for docs/benchmarks.md.
+
+Batch mode (the default): cold start, warm single-prompt latency, and 32-prompt batch throughput of enhancer's
 batched transformers engine against the original research project's loop (one `model.generate` per prompt).
+Both sides use the same model, instruction, sampling settings and max_new_tokens.
 
     .venv/bin/python bench/enhance.py                        # embedded model, CPU (make bench)
     .venv/bin/python bench/enhance.py --model DIR --device cuda
 
-Both sides use the same model, instruction, sampling settings and max_new_tokens; the script prints a
-Markdown table for docs/benchmarks.md.
+Engines mode: time to first token and decode tokens/s of one prompt, per engine and torch setting (float32,
+bfloat16, eager versus SDPA attention, static KV cache, torch.compile) and llama.cpp on GGUF exports of the same
+merged weights (f16, q8_0; needs the llamacpp extra). Greedy, a fixed number of new tokens, median of --runs
+after a warm-up (the warm-up is where torch.compile compiles: reported as its own column).
+
+    .venv/bin/python bench/enhance.py --engines
 """
 
 from __future__ import annotations
@@ -95,9 +102,164 @@ def naive_loop(engine, prompts, max_new_tokens, seed):
     return generated
 
 
+class Clock:
+    """Timestamps each token as it comes: transformers' streamer protocol (`put` gets the prompt first, then each
+    new token) and a plain callback for llama.cpp's token iterator."""
+
+    def __init__(self):
+        self.started = time.perf_counter()
+        self.stamps: list[float] = []
+        self.prompt_seen = False
+
+    def put(self, value):
+        if not self.prompt_seen:  # the first put is the prompt
+            self.prompt_seen = True
+            return
+        self.stamps.append(time.perf_counter())
+
+    def end(self):
+        pass
+
+    def first_token_s(self) -> float:
+        return self.stamps[0] - self.started
+
+    def decode_tokens_per_s(self) -> float:
+        return (len(self.stamps) - 1) / (self.stamps[-1] - self.stamps[0])
+
+
+def torch_settings():
+    """(label, dtype, attention, cache, compile): float32 SDPA is the reference."""
+    return [
+        ("float32, sdpa", "float32", "sdpa", None, False),
+        ("float32, eager attention", "float32", "eager", None, False),
+        ("bfloat16, sdpa (the default here)", "bfloat16", "sdpa", None, False),
+        ("bfloat16, eager attention", "bfloat16", "eager", None, False),
+        ("bfloat16, static KV cache", "bfloat16", "sdpa", "static", False),
+        ("bfloat16, static KV cache + torch.compile", "bfloat16", "sdpa", "static", True),
+    ]
+
+
+def engines_table(model: str, tokens: int, runs: int, idea: str) -> list[dict]:
+    import tempfile
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    from transformers.generation.configuration_utils import CompileConfig
+
+    from enhancer.gguf_export import export_gguf
+    from enhancer.models import read_metadata, resolve_model
+    from enhancer.prompts import build_messages
+
+    resolved = resolve_model(model, None, log=lambda m: None)
+    tokenizer = AutoTokenizer.from_pretrained(resolved.path)
+    prompt_format = read_metadata(resolved.adapter).get("prompt_format", "chat") if resolved.adapter else "chat"
+    text = tokenizer.apply_chat_template(
+        build_messages(idea, "generic", prompt_format), add_generation_prompt=True, tokenize=False
+    )
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    rows = []
+
+    for label, dtype, attention, cache, compiled in torch_settings():
+        from peft import PeftModel
+
+        started = time.perf_counter()
+        net = AutoModelForCausalLM.from_pretrained(
+            resolved.path, dtype=getattr(torch, dtype), attn_implementation=attention
+        )
+        if resolved.adapter:
+            net = PeftModel.from_pretrained(net, resolved.adapter).merge_and_unload()
+        net.eval()
+        load = time.perf_counter() - started
+        config = GenerationConfig(
+            max_new_tokens=tokens,
+            min_new_tokens=tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id or 0,
+            cache_implementation=cache,
+        )
+        if compiled:  # generate compiles the decode step itself on CUDA; on CPU it must be told
+            config.compile_config = CompileConfig()
+            config.compile_config._compile_all_devices = True
+        else:
+            config.disable_compile = True
+        inputs = torch.tensor([ids])
+        clocks, warmup = [], 0.0
+        for run in range(runs + 1):
+            clock = Clock()
+            with torch.inference_mode():
+                net.generate(inputs, generation_config=config, streamer=clock)
+            if run:
+                clocks.append(clock)
+            else:
+                warmup = time.perf_counter() - clock.started
+        rows.append(_row(f"transformers {label}", load, warmup, clocks))
+        print(f"bench: {rows[-1]}", file=sys.stderr, flush=True)
+        del net
+
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        print("bench: llama-cpp-python is not installed: no llama.cpp rows", file=sys.stderr)
+        return rows
+    with tempfile.TemporaryDirectory() as tmp:
+        for quant in ("f16", "q8_0"):
+            path = export_gguf(Path(tmp) / f"{quant}.gguf", model=model, quant=quant, log=lambda m: None)
+            started = time.perf_counter()
+            llm = Llama(model_path=str(path), n_ctx=1024, verbose=False)
+            load = time.perf_counter() - started
+            clocks, warmup = [], 0.0
+            for run in range(runs + 1):
+                llm.reset()
+                clock = Clock()
+                clock.put(None)  # llama.cpp's iterator yields new tokens only
+                for _ in llm.generate(ids, top_k=1, temp=0.0, repeat_penalty=1.0):
+                    clock.put(None)
+                    if len(clock.stamps) == tokens:
+                        break
+                if run:
+                    clocks.append(clock)
+                else:
+                    warmup = time.perf_counter() - clock.started
+            rows.append(_row(f"llama.cpp {quant}", load, warmup, clocks))
+            print(f"bench: {rows[-1]}", file=sys.stderr, flush=True)
+            del llm
+    return rows
+
+
+def _row(engine: str, load: float, warmup: float, clocks: list[Clock]) -> dict:
+    return {
+        "engine": engine,
+        "load_s": round(load, 2),
+        "warmup_s": round(warmup, 2),
+        "first_token_s": round(statistics.median(c.first_token_s() for c in clocks), 3),
+        "decode_tokens_per_s": round(statistics.median(c.decode_tokens_per_s() for c in clocks), 1),
+    }
+
+
+def print_engines(rows: list[dict], args) -> None:
+    import torch
+
+    base = rows[0]["decode_tokens_per_s"]
+    print(
+        f"Time to first token and decode speed, {args.model} model, {args.tokens} new tokens greedy, median of "
+        f"{args.runs} after a warm-up; {platform.machine()}, {torch.get_num_threads()} torch threads, {date.today()}\n"
+    )
+    print("| engine | load s | warm-up s | first token s | decode tokens/s | vs float32 |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print(
+            f"| {row['engine']} | {row['load_s']} | {row['warmup_s']} | {row['first_token_s']} | "
+            f"{row['decode_tokens_per_s']} | {row['decode_tokens_per_s'] / base:.2f}x |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="embedded")
+    parser.add_argument("--engines", action="store_true", help="Per-engine first-token time and decode speed.")
+    parser.add_argument("--tokens", type=int, default=100, help="New tokens per run in --engines mode.")
+    parser.add_argument("--runs", type=int, default=5, help="Timed runs per engine in --engines mode.")
+    parser.add_argument("--idea", default=PROMPTS[0], help="The prompt in --engines mode.")
     parser.add_argument("--device", default=None)
     parser.add_argument("--dtype", default=None, help="float32 or bfloat16 (default: the engine's choice)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
@@ -105,6 +267,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="Warm single-prompt runs (median reported).")
     parser.add_argument("--json", type=Path, help="Also write the numbers here.")
     args = parser.parse_args()
+    if args.engines:
+        rows = engines_table(args.model, args.tokens, args.runs, args.idea)
+        print_engines(rows, args)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=2))
+        return
 
     import torch
 
