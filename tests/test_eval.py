@@ -10,7 +10,7 @@ import pytest
 
 from enhancer.eval import evaluate, parse_variant
 from enhancer.eval.config import EvalConfig
-from enhancer.eval.statistics import bootstrap_mean, paired_win_rate
+from enhancer.eval.statistics import bootstrap_mean, paired_difference, paired_win_rate
 
 from conftest import BIN
 
@@ -61,6 +61,11 @@ def test_bootstrap_and_win_rate_on_known_data():
     rng = np.random.default_rng(0)
     a, b = list(rng.normal(0.6, 0.1, 200)), list(rng.normal(0.4, 0.1, 200))
     assert paired_win_rate(a, b)["low"] > 0.8
+    diff = paired_difference(a, b)
+    assert diff["low"] < 0.2 < diff["high"] and diff["low"] > 0.15  # the true gap is 0.2
+    same = paired_difference(a, [x + rng.normal(0, 0.01) for x in a])
+    assert same["low"] < 0 < same["high"]  # noise only: the interval holds 0
+    assert paired_difference([1.0, None, 0.5], [0.5, 1.0, 0.5])["mean"] == pytest.approx(0.25)
 
 
 def test_variant_specs():
@@ -109,6 +114,12 @@ def test_eval_scores_every_variant_and_resumes(eval_file, tiny_model_dir, tmp_pa
     assert set(summary["by_kind"]["raw"]) == {"normal", "adversarial"}
     assert set(summary["by_style"]["raw"]) == {"none", "pixel-art"}
     assert summary["win_rates"]["raw"]["tiny"]["n"] == 3
+    # tiny - raw, prompt by prompt: raw keeps every fact (keep 1.0), so the difference is the tiny model's keep - 1
+    # (keep does not score the adversarial prompt: None, left out)
+    tiny_keep = [r["scores"]["keep"] for r in rows if r["variant"] == "tiny" and r["scores"]["keep"] is not None]
+    assert summary["differences"]["tiny"]["keep"]["n"] == len(tiny_keep) == 2
+    assert summary["differences"]["tiny"]["keep"]["mean"] == pytest.approx(sum(k - 1.0 for k in tiny_keep) / 2)
+    assert "Paired difference from raw" in (out / "summary.md").read_text()
     assert "| keep | 1.000 [1.000, 1.000]" in (out / "summary.md").read_text()
     assert summary["checks"]["raw"]["adversarial"] == 1 and summary["checks"]["raw"]["outputs"] == 3
     assert summary["checks"]["raw"]["adversarial_video_prompt"] == 0.0  # the raw instruction is no video prompt

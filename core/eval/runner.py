@@ -19,7 +19,7 @@ from pathlib import Path
 
 from enhancer.contracts import Sample
 from enhancer.data import EvalPrompt, load_eval
-from enhancer.eval.statistics import bootstrap_mean, paired_win_rate
+from enhancer.eval.statistics import bootstrap_mean, paired_difference, paired_win_rate
 from enhancer.eval.variants import Variant
 from enhancer.registry import PluginRegistry
 
@@ -256,6 +256,7 @@ def summarise(
         "metrics": metrics,
         "means": {},
         "win_rates": {},
+        "differences": {},  # variant - the first variant, per metric, paired over prompts
         "by_style": {},
         "by_kind": {},
         "status": {},
@@ -278,6 +279,11 @@ def summarise(
             for b in variants
             if b != a
         }
+    for variant in variants[1:]:
+        summary["differences"][variant] = {
+            m: paired_difference([value(variant, i, m) for i in ids], [value(variants[0], i, m) for i in ids], seed)
+            for m in metrics
+        }
     return summary
 
 
@@ -285,6 +291,12 @@ def _fmt(stat: dict, key: str = "mean") -> str:
     if stat.get(key) is None:
         return "n/a"
     return f"{stat[key]:.3f} [{stat['low']:.3f}, {stat['high']:.3f}]"
+
+
+def _signed(stat: dict) -> str:
+    if stat.get("mean") is None:
+        return "n/a"
+    return f"{stat['mean']:+.3f} [{stat['low']:+.3f}, {stat['high']:+.3f}]"
 
 
 def summary_markdown(summary: dict) -> str:
@@ -307,6 +319,19 @@ def summary_markdown(summary: dict) -> str:
     for a in variants:
         cells = ["-" if a == b else _fmt(summary["win_rates"][a][b], "rate") for b in variants]
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    if summary.get("differences"):
+        others = variants[1:]
+        lines += [
+            "",
+            f"Paired difference from {variants[0]} (variant - {variants[0]}, prompt by prompt), 95% CI: an interval "
+            "that holds 0 is a difference within noise.",
+            "",
+            "| metric | " + " | ".join(others) + " |",
+            "|---|" + "---|" * len(others),
+        ]
+        for metric in metrics:
+            cells = [_signed(summary["differences"][v][metric]) for v in others]
+            lines.append(f"| {metric} | " + " | ".join(cells) + " |")
     if summary.get("checks"):
         lines += [
             "",

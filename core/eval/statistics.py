@@ -31,3 +31,13 @@ def paired_win_rate(
     wins = [1.0 if x > y else 0.5 if x == y else 0.0 for x, y in pairs]
     rate, low, high, n = _bootstrap(wins, seed, samples)
     return {"rate": rate, "low": low, "high": high, "n": n}
+
+
+def paired_difference(
+    a: list[float | None], b: list[float | None], seed: int = 0, samples: int = BOOTSTRAP_SAMPLES
+) -> dict:
+    """Mean of A - B over prompts both scored, with a 95% CI from resampling prompts: an interval that holds 0 is
+    a difference within noise."""
+    diffs = [x - y for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+    mean, low, high, n = _bootstrap(diffs, seed, samples)
+    return {"mean": mean, "low": low, "high": high, "n": n}
