@@ -3,6 +3,7 @@ requests, and the guards (key, body size, malformed JSON, limits) with the serve
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -20,6 +21,27 @@ def tiny_enhancer(tiny_model_dir):
 
 def _call(url, path, body=None, key=None, raw=None):
     return call(url + path, body, key, raw)
+
+
+def _chunked(url, path, body: bytes, key=None, chunk=1_000):
+    """POST with Transfer-Encoding: chunked (no Content-Length), as streaming clients send."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    connection.request(
+        "POST",
+        path,
+        body=(body[i : i + chunk] for i in range(0, len(body), chunk)),
+        headers=headers,
+        encode_chunked=True,
+    )
+    response = connection.getresponse()
+    status, payload = response.status, json.loads(response.read() or b"{}")
+    connection.close()
+    return status, payload
 
 
 def test_enhance_models_health_and_the_openai_client(tiny_enhancer):
@@ -67,6 +89,10 @@ def test_guards_answer_clearly_and_the_server_keeps_serving(tiny_enhancer):
         assert _call(server.url, "/v1/models", key="wrong")[0] == 401
         status, body = _call(server.url, "/v1/enhance", {"prompt": "x" * 5_000}, key="s3cret")
         assert status == 413 and "limit is 2000" in body["error"]
+        status, body = _chunked(server.url, "/v1/enhance", b'{"prompt": "' + b"x" * 50_000 + b'"}', key="s3cret")
+        assert status == 413 and "limit is 2000" in body["error"]  # no Content-Length: counted as it arrives
+        status, body = _chunked(server.url, "/v1/enhance", b'{"prompt": "a fox in the snow"}', key="s3cret")
+        assert status == 200 and body["prompt"] == "a fox in the snow"  # a small chunked body is fine
         status, body = _call(server.url, "/v1/enhance", raw=b'{"prompt": "a fox",', key="s3cret")
         assert status == 422 and "invalid request" in body["error"] and "JSON" in body["error"]
         status, body = _call(server.url, "/v1/enhance", {"prompt": "a fox", "n": 9}, key="s3cret")

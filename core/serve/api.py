@@ -145,11 +145,40 @@ class Batcher:
                 job.future.set_result((row, started - job.queued, generate_s, len(group)))
 
 
+class BodyLimit:
+    """ASGI middleware: counts a request body as it arrives and stops at `max_bytes` with a 413, so a chunked body
+    (no Content-Length to check up front) is never held whole. The error surfaces where the route reads the body
+    and reaches the app's exception handler like any HTTPException."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        from starlette.exceptions import HTTPException
+
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, f"request body too large; the limit is {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, counted, send)
+
+
 def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None = None):
     """The FastAPI app around an `Enhancer` (anything with `.enhance(list, ...)` and `.model_label`)."""
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     limits = limits or ServeLimits()
     batcher = Batcher(enhancer, limits.batch_window_ms / 1000, limits.max_batch)
@@ -162,6 +191,7 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
         await batcher.stop()
 
     app = FastAPI(title="enhancer", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
     app.state.batcher = batcher
 
     @app.middleware("http")
@@ -177,13 +207,7 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
             return JSONResponse(
                 {"error": f"request body of {declared} bytes; the limit is {limits.max_body_bytes}"}, status_code=413
             )
-        if request.method == "POST":
-            body = await request.body()  # a body sent without Content-Length (chunked) is measured here
-            if len(body) > limits.max_body_bytes:
-                return JSONResponse(
-                    {"error": f"request body of {len(body)} bytes; the limit is {limits.max_body_bytes}"},
-                    status_code=413,
-                )
+        # A body without Content-Length (chunked) is counted as it arrives, by BodyLimit.
         return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
@@ -220,8 +244,8 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
         }
         return row, timings
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, error: HTTPException):
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's HTTPException and BodyLimit's
+    async def http_error(request: Request, error: StarletteHTTPException):
         return JSONResponse({"error": error.detail}, status_code=error.status_code)
 
     page = (Path(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
