@@ -39,6 +39,33 @@ def _log(message: str) -> None:
     print(f"enhancer: {message}", file=sys.stderr, flush=True)
 
 
+# What makes a run folder's state one run's: rerunning into it with any of these changed would mix two runs'
+# traces, checkpoints and budget (step counts and caps may change: that extends or shortens the same run).
+SAME_RUN_KEYS = ("model", "adapter", "backend", "rewards", "reward_weights", "trainer", "target")
+
+
+def check_same_run(out: Path, config: RunConfig) -> None:
+    """Refuse to continue a run in `out` with settings that make it a different run."""
+    saved_path = out / "config.yaml"
+    if not saved_path.is_file():
+        return
+    saved = RunConfig.from_yaml(str(saved_path)).to_dict()
+    current = config.to_dict()
+    stage2_started = (out / "traces.jsonl").is_file() or any((out / "stage2").glob("*"))
+    stage1_done = (out / "stage1" / "adapter" / "adapter_config.json").is_file()
+    keys = SAME_RUN_KEYS if stage2_started else ("model",) if stage1_done else ()
+    changed = [k for k in keys if saved[k] != current[k]]
+    if changed:
+        what = "; ".join(f"{k}: {saved[k]!r} there, {current[k]!r} now" for k in changed)
+        advice = "pass a new --out"
+        if stage2_started and "model" not in changed:
+            advice += f", or delete {out / 'stage2'} and {out / 'traces.jsonl'} to start stage 2 again on its adapter"
+        raise ValueError(
+            f"{out} holds another run ({what}); continuing it would mix two runs' checkpoints, traces and budget: "
+            f"{advice}"
+        )
+
+
 def run(config: RunConfig | str | None = None, registry: PluginRegistry | None = None, log=_log, **overrides) -> dict:
     """Run stage 1 then stage 2; returns the summary (also written to `out/summary.json`)."""
     if config is None or isinstance(config, str):
@@ -62,6 +89,7 @@ def run(config: RunConfig | str | None = None, registry: PluginRegistry | None =
     registry.get("trainer", config.trainer)
 
     out = Path(config.out)
+    check_same_run(out, config)
     out.mkdir(parents=True, exist_ok=True)
     config.to_yaml(out / "config.yaml")
     log(

@@ -118,6 +118,13 @@ def test_rerun_skips_finished_stage1_and_reuses_videos(tiny_model_dir, tmp_path)
     new_prompts = {t["detailed_prompt"] for t in traces[2:]} - {t["detailed_prompt"] for t in traces[:2]}
     assert calls_after - calls_before == len(new_prompts)  # cached videos are not generated again
     assert summary["videos"] == calls_after
+    # the same folder with another trainer or rewards is another run: refused before anything loads or is written
+    saved = (out / "config.yaml").read_text()
+    with pytest.raises(
+        ValueError, match=r"holds another run \(rewards: \['stub_score', 'keep'\] there, \['keep'\] now"
+    ):
+        run(_config(tiny_model_dir, out, rewards=["keep"], reward_weights={}))
+    assert (out / "config.yaml").read_text() == saved
 
 
 def test_budget_stops_before_the_cap(tiny_model_dir, tmp_path):
