@@ -452,6 +452,11 @@ def data_synth(base_url, model, n, out, pool, against, styles, api_key, seed):
 )
 @click.option("--plugin", "plugin_modules", multiple=True, help="Load this module as a plugin (repeatable).")
 @click.option("--out", help="Output folder (default runs/eval); a folder with rows resumes.")
+@click.option(
+    "--rescore",
+    is_flag=True,
+    help="Score the outputs already in --out again with the current scorers (after a scorer changed).",
+)
 def eval_command(
     recipe,
     prompts,
@@ -466,6 +471,7 @@ def eval_command(
     dtype,
     plugin_modules,
     out,
+    rescore,
 ):
     """Run variants over the eval prompts and score every output; write results.jsonl and summary.{json,md}."""
     from enhancer.eval import evaluate, parse_variant
@@ -507,6 +513,7 @@ def eval_command(
         dtype=config.dtype,
         plugins=config.plugins,
         command=" ".join(["enhancer", *sys.argv[1:]]),
+        rescore=rescore,
     )
     from enhancer.eval.runner import summary_markdown
 

@@ -10,6 +10,7 @@ import pytest
 
 from enhancer.eval import evaluate, parse_variant
 from enhancer.eval.config import EvalConfig
+from enhancer.eval.runner import composite
 from enhancer.eval.statistics import bootstrap_mean, paired_difference, paired_win_rate
 
 from conftest import BIN
@@ -131,6 +132,19 @@ def test_eval_scores_every_variant_and_resumes(eval_file, tiny_model_dir, tmp_pa
     evaluate([str(eval_file)], variants, out, scorers=scorers, max_new_tokens=12, log=lambda m: None)
     again = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert sorted((r["variant"], r["id"]) for r in again) == sorted((r["variant"], r["id"]) for r in rows)
+
+    # --rescore: stale scores (a scorer fixed since) are computed again; texts, rows and their order stay
+    stale = [{**r, "scores": {**r["scores"], "keep": 0.123}, "composite": 0.5} for r in again]
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stale))
+    messages = []
+    evaluate([str(eval_file)], variants, out, scorers=scorers, max_new_tokens=12, rescore=True, log=messages.append)
+    rescored = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [(r["variant"], r["id"], r["enhanced"]) for r in rescored] == [
+        (r["variant"], r["id"], r["enhanced"]) for r in again
+    ]
+    assert [r["scores"] for r in rescored] == [r["scores"] for r in again]
+    assert [r["composite"] for r in rescored] == [composite(r["scores"], {}) for r in again]
+    assert any("rescored 6 rows" in m for m in messages)
 
 
 def test_cli_eval_with_raw_only(eval_file, tmp_path):

@@ -6,6 +6,9 @@ import pytest
 
 from enhancer.contracts import Sample
 from enhancer.plugins.text_rewards import SCORERS, BudgetScorer, CleanScorer, KeepScorer, QuoteScorer, StyleScorer
+from enhancer.plugins.text_rewards.scorers import style_asked
+
+from conftest import REPO
 
 SIMPLE = 'three red kites over a beach, a sign that says "SURF SHOP", watercolor'
 GOOD = (
@@ -119,3 +122,16 @@ def test_a_scorer_with_trls_reward_function_signature():
         simple_prompt=["three red balloons", "three red balloons"],
     ) == [1.0, round(1 / 3, 4)]
     assert reward.__name__ == "reward_keep"
+
+
+def test_every_eval_prompt_that_names_a_style_passes_its_own_style_check():
+    """The user's own words keep the style by definition: the raw prompt must score 1 (it did not for "3d cartoon",
+    which no name of 3d-animation matched until it was added)."""
+    from enhancer.data import load_eval
+
+    prompts = [p for p in load_eval([str(REPO / "data" / "eval")]) if p.style]
+    assert len(prompts) >= 60
+    scores = StyleScorer().score([Sample(p.simple, p.simple, style=p.style) for p in prompts])
+    assert [p.id for p, s in zip(prompts, scores, strict=True) if s != 1.0] == []
+    # unannotated, "3d cartoon" reads as 3d animation, not as the 2d cartoon style
+    assert style_asked(Sample("3d cartoon banana slipping on its own peel", "")) == "3d-animation"

@@ -77,6 +77,7 @@ def evaluate(
     dtype: str | None = None,
     plugins: list[str] = (),
     command: str | None = None,
+    rescore: bool = False,
     log=_log,
 ) -> dict:
     scorers = list(scorers or DEFAULT_SCORERS)
@@ -91,6 +92,8 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.jsonl"
     done = _done(results_path)
+    if rescore and done:
+        _rescore(results_path, prompts, scorer_objects, weights, target, log)
     (out / "eval_config.json").write_text(
         json.dumps(
             {
@@ -158,6 +161,29 @@ def evaluate(
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     (out / "summary.md").write_text(summary_markdown(summary), encoding="utf-8")
     return summary
+
+
+def _rescore(results_path: Path, prompts: list[EvalPrompt], scorer_objects, weights, target: str, log) -> None:
+    """Score the outputs already in results.jsonl again with the current scorers (after a scorer is fixed or
+    added): the texts stay, scores and composites are replaced; written to a new file, then moved over."""
+    by_id = {p.id: p for p in prompts}
+    rows = [json.loads(line) for line in results_path.read_text(encoding="utf-8").splitlines()]
+    known = [row for row in rows if row["id"] in by_id]
+    samples = [
+        Sample(p.simple, row["enhanced"], keep=p.keep, quote=p.quote, style=p.style, target=target, kind=p.kind)
+        for row in known
+        for p in [by_id[row["id"]]]
+    ]
+    per_scorer = {s.name: s.score(samples) for s in scorer_objects}
+    changed = 0
+    for i, row in enumerate(known):
+        scores = {name: values[i] for name, values in per_scorer.items()}
+        changed += scores != row["scores"]
+        row["scores"], row["composite"] = scores, composite(scores, weights)
+    temporary = results_path.with_suffix(".jsonl.tmp")
+    temporary.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    temporary.replace(results_path)
+    log(f"eval: rescored {len(known)} rows with {', '.join(per_scorer)}: {changed} changed")
 
 
 def _done(results_path: Path) -> set[tuple[str, str]]:

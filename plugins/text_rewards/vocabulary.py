@@ -174,7 +174,16 @@ DIMENSIONS: dict[str, tuple[str, ...]] = {
 # How users name each style, and the words a rewrite in that style uses to say it.
 STYLE_NAMES: dict[str, tuple[str, ...]] = {
     "anime": ("anime", "cel-shaded", "cel shaded", "manga"),
-    "3d-animation": ("3d animation", "3d-animation", "3d animated", "3d render", "cgi", "pixar", "stylized 3d"),
+    "3d-animation": (
+        "3d animation",
+        "3d-animation",
+        "3d animated",
+        "3d cartoon",
+        "3d render",
+        "cgi",
+        "pixar",
+        "stylized 3d",
+    ),
     "2d-cartoon": ("cartoon", "2d animation", "hand-drawn animation", "animated series"),
     "pixel-art": ("pixel art", "pixel-art", "8-bit", "16-bit", "pixelated", "sprite"),
     "claymation": ("claymation", "clay animation", "stop-motion", "stop motion", "plasticine"),
