@@ -122,13 +122,15 @@ def test_llama_cpp_reads_the_export_and_decodes_the_same_greedy_tokens(tmp_path,
     with torch.no_grad():
         expected = model.generate(torch.tensor([prompt]), max_new_tokens=32, do_sample=False, pad_token_id=0)
     expected = expected[0, len(prompt) :].tolist()
-    llm = Llama(model_path=str(out), n_ctx=256, verbose=False)
-    got = []
-    for token in llm.generate(prompt, top_k=1, temp=0.0, repeat_penalty=1.0):
-        got.append(token)
-        if len(got) == 32:
-            break
-    assert got == expected
+    half = export_gguf(tmp_path / "tiny-f16.gguf", model=str(path), adapter="none", quant="f16", log=lambda m: None)
+    for gguf_file in (out, half):  # f32 and f16 weights: the same 32 greedy tokens as transformers in float32
+        llm = Llama(model_path=str(gguf_file), n_ctx=256, verbose=False)
+        got = []
+        for token in llm.generate(prompt, top_k=1, temp=0.0, repeat_penalty=1.0):
+            got.append(token)
+            if len(got) == 32:
+                break
+        assert got == expected, gguf_file.name
     # The engines agree under enhancer's own sampling rules too: greedy, with the repetition penalty on generated
     # tokens only. At 3.0 the penalty changes this model's output (at 1.0 it repeats one token), so the logits
     # processor demonstrably runs inside llama.cpp's sampler.
