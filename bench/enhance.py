@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 PROMPTS = [
@@ -182,17 +183,8 @@ def engines_table(model: str, tokens: int, runs: int, idea: str) -> list[dict]:
             config.compile_config._compile_all_devices = True
         else:
             config.disable_compile = True
-        inputs = torch.tensor([ids])
-        clocks, warmup = [], 0.0
-        for run in range(runs + 1):
-            clock = Clock()
-            with torch.inference_mode():
-                net.generate(inputs, generation_config=config, streamer=clock)
-            if run:
-                clocks.append(clock)
-            else:
-                warmup = time.perf_counter() - clock.started
-        rows.append(_row(f"transformers {label}", load, warmup, clocks))
+        one_run = partial(_torch_run, net, torch.tensor([ids]), config)
+        rows.append(_row(f"transformers {label}", load, *_timed(one_run, runs)))
         print(f"bench: {rows[-1]}", file=sys.stderr, flush=True)
         del net
 
@@ -207,23 +199,38 @@ def engines_table(model: str, tokens: int, runs: int, idea: str) -> list[dict]:
             started = time.perf_counter()
             llm = Llama(model_path=str(path), n_ctx=1024, verbose=False)
             load = time.perf_counter() - started
-            clocks, warmup = [], 0.0
-            for run in range(runs + 1):
-                llm.reset()
-                clock = Clock()
-                clock.put(None)  # llama.cpp's iterator yields new tokens only
-                for _ in llm.generate(ids, top_k=1, temp=0.0, repeat_penalty=1.0):
-                    clock.put(None)
-                    if len(clock.stamps) == tokens:
-                        break
-                if run:
-                    clocks.append(clock)
-                else:
-                    warmup = time.perf_counter() - clock.started
-            rows.append(_row(f"llama.cpp {quant}", load, warmup, clocks))
+            one_run = partial(_llama_run, llm, ids, tokens)
+            rows.append(_row(f"llama.cpp {quant}", load, *_timed(one_run, runs)))
             print(f"bench: {rows[-1]}", file=sys.stderr, flush=True)
             del llm
     return rows
+
+
+def _torch_run(net, inputs, config) -> Clock:
+    import torch
+
+    clock = Clock()
+    with torch.inference_mode():
+        net.generate(inputs, generation_config=config, streamer=clock)
+    return clock
+
+
+def _llama_run(llm, ids: list[int], tokens: int) -> Clock:
+    llm.reset()
+    clock = Clock()
+    clock.put(None)  # llama.cpp's iterator yields new tokens only: this stands for the prompt
+    for _ in llm.generate(ids, top_k=1, temp=0.0, repeat_penalty=1.0):
+        clock.put(None)
+        if len(clock.stamps) == tokens:
+            break
+    return clock
+
+
+def _timed(one_run, runs: int) -> tuple[float, list[Clock]]:
+    """One warm-up run (its wall time returned: where torch.compile compiles), then `runs` timed ones."""
+    warmup_clock = one_run()
+    warmup = time.perf_counter() - warmup_clock.started
+    return warmup, [one_run() for _ in range(runs)]
 
 
 def _row(engine: str, load: float, warmup: float, clocks: list[Clock]) -> dict:
