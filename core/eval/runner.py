@@ -126,14 +126,9 @@ def evaluate(
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
             outputs = _generate(variant, enhancer, chunk, target, seed)
-            samples = [
-                Sample(p.simple, o["enhanced"], keep=p.keep, quote=p.quote, style=p.style, target=target, kind=p.kind)
-                for p, o in zip(chunk, outputs, strict=True)
-            ]
-            per_scorer = {s.name: s.score(samples) for s in scorer_objects}
+            chunk_scores = _score(chunk, [o["enhanced"] for o in outputs], scorer_objects, target)
             with results_path.open("a", encoding="utf-8") as handle:
-                for i, (prompt, output) in enumerate(zip(chunk, outputs, strict=True)):
-                    scores = {name: values[i] for name, values in per_scorer.items()}
+                for prompt, output, scores in zip(chunk, outputs, chunk_scores, strict=True):
                     row = {
                         "variant": variant.name,
                         "id": prompt.id,
@@ -169,21 +164,25 @@ def _rescore(results_path: Path, prompts: list[EvalPrompt], scorer_objects, weig
     by_id = {p.id: p for p in prompts}
     rows = [json.loads(line) for line in results_path.read_text(encoding="utf-8").splitlines()]
     known = [row for row in rows if row["id"] in by_id]
-    samples = [
-        Sample(p.simple, row["enhanced"], keep=p.keep, quote=p.quote, style=p.style, target=target, kind=p.kind)
-        for row in known
-        for p in [by_id[row["id"]]]
-    ]
-    per_scorer = {s.name: s.score(samples) for s in scorer_objects}
+    rescored = _score([by_id[row["id"]] for row in known], [row["enhanced"] for row in known], scorer_objects, target)
     changed = 0
-    for i, row in enumerate(known):
-        scores = {name: values[i] for name, values in per_scorer.items()}
+    for row, scores in zip(known, rescored, strict=True):
         changed += scores != row["scores"]
         row["scores"], row["composite"] = scores, composite(scores, weights)
     temporary = results_path.with_suffix(".jsonl.tmp")
     temporary.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
     temporary.replace(results_path)
-    log(f"eval: rescored {len(known)} rows with {', '.join(per_scorer)}: {changed} changed")
+    log(f"eval: rescored {len(known)} rows with {', '.join(s.name for s in scorer_objects)}: {changed} changed")
+
+
+def _score(prompts: list[EvalPrompt], texts: list[str], scorer_objects, target: str) -> list[dict[str, float]]:
+    """Every scorer's score of each text as a rewrite of its prompt: one dict per text, scorer name -> score."""
+    samples = [
+        Sample(p.simple, text, keep=p.keep, quote=p.quote, style=p.style, target=target, kind=p.kind)
+        for p, text in zip(prompts, texts, strict=True)
+    ]
+    per_scorer = {s.name: s.score(samples) for s in scorer_objects}
+    return [{name: values[i] for name, values in per_scorer.items()} for i in range(len(samples))]
 
 
 def _done(results_path: Path) -> set[tuple[str, str]]:
