@@ -213,6 +213,7 @@ def run(
     stage 2 continues from its last checkpoint, cached videos are not made again and the budget carries over.
     `--resume --out DIR` does that with the run's own config.yaml, so no flag needs repeating."""
     from enhancer.config import RunConfig
+    from enhancer.distributed import current_process
     from enhancer.orchestrator import run as run_recipe
 
     if resume:
@@ -244,7 +245,8 @@ def run(
         or None,
     )
     summary = run_recipe(config)
-    click.echo(json.dumps(summary, indent=2))
+    if current_process().is_main:  # under several processes, the main one prints
+        click.echo(json.dumps(summary, indent=2))
 
 
 @main.command()
@@ -605,6 +607,7 @@ def train_sft_command(recipe, model, data_paths, out, max_steps, epochs, learnin
     """Stage 1: LoRA SFT with TRL. A folder with checkpoints resumes from the last one."""
     from enhancer.config import RunConfig
     from enhancer.data import load_pairs
+    from enhancer.distributed import current_process
     from enhancer.models import resolve_model
     from enhancer.sft import train_sft
 
@@ -622,9 +625,13 @@ def train_sft_command(recipe, model, data_paths, out, max_steps, epochs, learnin
     config = RunConfig.from_yaml(
         recipe, model=model, stage1_data=list(data_paths) or None, out=out, seed=seed, sft=sft or None
     )
-    Path(config.out).mkdir(parents=True, exist_ok=True)
-    config.to_yaml(Path(config.out) / "config.yaml")
-    resolved = resolve_model(config.model, "none" if config.model == "embedded" else None)
+    process = current_process()
+    log = process.logger(lambda m: click.echo(f"enhancer: {m}", err=True))
+    if process.is_main:
+        Path(config.out).mkdir(parents=True, exist_ok=True)
+        config.to_yaml(Path(config.out) / "config.yaml")
+    with process.main_first():  # the embedded model's first use builds a cache: once
+        resolved = resolve_model(config.model, "none" if config.model == "embedded" else None, log=log)
     adapter = train_sft(
         resolved.path,
         load_pairs(config.stage1_data),
@@ -637,9 +644,11 @@ def train_sft_command(recipe, model, data_paths, out, max_steps, epochs, learnin
             "command": " ".join(["enhancer", *sys.argv[1:]]),
             "seed": config.seed,
         },
-        log=lambda m: click.echo(f"enhancer: {m}", err=True),
+        log=log,
+        process=process,
     )
-    click.echo(str(adapter))
+    if process.is_main:
+        click.echo(str(adapter))
 
 
 @train.command("dpo")
@@ -659,10 +668,14 @@ def train_dpo_command(
     traces, model, adapter, out, min_margin, beta, learning_rate, max_steps, epochs, batch_size, target, seed
 ):
     """Preference training on stage-2 traces: per prompt, its best rewrite over its worst (TRL DPOTrainer)."""
+    from enhancer.distributed import current_process
     from enhancer.dpo import DPOSettings, TracesError, train_dpo
     from enhancer.models import resolve_model
 
-    resolved = resolve_model(model, adapter, log=lambda m: click.echo(f"enhancer: {m}", err=True))
+    process = current_process()
+    log = process.logger(lambda m: click.echo(f"enhancer: {m}", err=True))
+    with process.main_first():  # the embedded model's first use builds a cache: once
+        resolved = resolve_model(model, adapter, log=log)
     settings = DPOSettings(
         beta=beta,
         learning_rate=learning_rate,
@@ -681,11 +694,13 @@ def train_dpo_command(
             target=target,
             seed=seed,
             metadata={"base_model": model, "command": " ".join(["enhancer", *sys.argv[1:]])},
-            log=lambda m: click.echo(f"enhancer: {m}", err=True),
+            log=log,
+            process=process,
         )
     except TracesError as error:
         raise click.UsageError(str(error)) from error
-    click.echo(str(final))
+    if process.is_main:
+        click.echo(str(final))
 
 
 # -------------------------------------------------------------------------------------------------------- video

@@ -176,6 +176,17 @@ class RunConfig:
         except TypeError as error:
             raise ValueError(f"{source}: {error}") from error
 
+    def validate_for(self, world_size: int) -> None:
+        """What depends on the number of processes, checked before any model loads: each update's rewrites are
+        split evenly over the processes (the global batch stays what the recipe says, whatever the count)."""
+        rewrites = self.rl.prompts_per_step * self.rl.samples_per_prompt
+        if rewrites % world_size:
+            raise ValueError(
+                f"rl: {rewrites} rewrites per update (prompts_per_step {self.rl.prompts_per_step} x samples_per_prompt "
+                f"{self.rl.samples_per_prompt}) do not split evenly over {world_size} processes; make the product a "
+                f"multiple of {world_size}, or launch a number of processes that divides it"
+            )
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

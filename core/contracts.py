@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
+
+from enhancer.distributed import ProcessContext
 
 
 class TransientVideoError(RuntimeError):
@@ -78,6 +81,17 @@ class Enhancement:
         return row
 
 
+@dataclass
+class TrainContext:
+    """What the core tells a policy trainer besides the policy, prompts, rollout and config: where its files go
+    and which process it is. Under several processes (torchrun, accelerate) only the main process writes files;
+    TRL's trainers save that way themselves, and a trainer's own files (metadata, extra checkpoints) must too."""
+
+    out_dir: Path  # the stage's folder (OUT/stage2): checkpoints and the final adapter go here
+    process: ProcessContext = field(default_factory=ProcessContext)
+    log: Callable[[str], None] = print
+
+
 @runtime_checkable
 class VideoBackend(Protocol):
     """Turns a prompt into a video file. `generate` is async so the core can run many at once."""
@@ -106,7 +120,9 @@ class PolicyTrainer(Protocol):
 
     name: str
 
-    def train(self, policy: Any, dataset: Any, rollout: Callable[..., Any], config: Any) -> str: ...
+    def train(
+        self, policy: Any, dataset: Any, rollout: Callable[..., Any], config: Any, context: TrainContext
+    ) -> str: ...
 
 
 def as_trl_reward_function(scorer: RewardScorer) -> Callable[..., list[float | None]]:

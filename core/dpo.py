@@ -6,6 +6,12 @@ at least `min_margin`; TRL's DPOTrainer then trains a fresh LoRA on the SFT poli
 so DPO's reference is the SFT policy) and the result is folded with the stage-1 adapter into one adapter, as
 trl_ppo does. The expensive part of RL, the videos and their scores, is reused instead of paid again (the idea
 of VPO's offline preference stage).
+
+    enhancer train dpo --traces runs/rl/traces.jsonl --out runs/dpo                                  # one process
+    torchrun --nproc_per_node 2 -m enhancer.cli train dpo --traces runs/rl/traces.jsonl --out runs/dpo   # two
+
+It checkpoints every `save_steps` and a rerun into the same OUT resumes from the newest complete checkpoint.
+Under several processes `batch_size` is per process and the main process alone writes files.
 """
 
 from __future__ import annotations
@@ -14,6 +20,10 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from enhancer.checkpoints import resume_point
+from enhancer.distributed import ProcessContext
+from enhancer.files import read_jsonl
 
 
 @dataclass
@@ -37,13 +47,13 @@ def preference_pairs(paths: list[str | Path], min_margin: float = 0.1) -> tuple[
         path = Path(path)
         if not path.is_file():
             raise TracesError(f"{path}: no such traces file (stage 2 writes OUT/traces.jsonl)")
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
+        lines = [line for line in path.read_bytes().splitlines() if line.strip()]
+        rows = read_jsonl(path)
+        counts["unreadable"] += len(lines) - len(rows)  # torn or not JSON objects
+        for row in rows:
             try:
-                row = json.loads(line)
                 simple, detailed, reward = row["simple_prompt"], row["detailed_prompt"], row.get("reward")
-            except (json.JSONDecodeError, KeyError, TypeError):
+            except KeyError:
                 counts["unreadable"] += 1
                 continue
             counts["rows"] += 1
@@ -78,6 +88,7 @@ class DPOSettings:
     lora_alpha: int = 32
     max_length: int = 512
     min_margin: float = 0.1
+    save_steps: int = 20  # a killed run resumes from the newest complete checkpoint
 
 
 def train_dpo(
@@ -91,8 +102,10 @@ def train_dpo(
     seed: int = 0,
     metadata: dict | None = None,
     log=print,
+    process: ProcessContext | None = None,
 ) -> Path:
-    """Train on the preference pairs of `traces`; returns OUT/adapter (folded with `adapter` when given)."""
+    """Train on the preference pairs of `traces`; returns OUT/adapter (folded with `adapter` when given).
+    Under several processes every one calls it; the main one writes the files, the others wait for them."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -104,6 +117,7 @@ def train_dpo(
     from enhancer.prompts import build_messages
 
     settings = settings or DPOSettings()
+    process = process or ProcessContext()
     out = Path(out)
     pairs, counts = preference_pairs(traces, settings.min_margin)
     if not pairs:
@@ -111,10 +125,11 @@ def train_dpo(
             f"no preference pairs in {', '.join(map(str, traces))}: {counts}; a pair needs two different scored "
             f"rewrites of one prompt whose rewards differ by at least min_margin={settings.min_margin}"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "pairs.jsonl").open("w", encoding="utf-8") as handle:
-        for pair in pairs:
-            handle.write(json.dumps(pair.__dict__, ensure_ascii=False) + "\n")
+    if process.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        partial = out / "pairs.jsonl.partial"
+        partial.write_text("".join(json.dumps(p.__dict__, ensure_ascii=False) + "\n" for p in pairs), encoding="utf-8")
+        partial.replace(out / "pairs.jsonl")
     log(f"dpo: {len(pairs)} preference pairs from {counts['rows']} trace rows ({counts})")
 
     prompt_format = (read_metadata(adapter).get("prompt_format") if adapter else None) or "chat"
@@ -140,7 +155,8 @@ def train_dpo(
         per_device_train_batch_size=settings.batch_size,
         max_length=settings.max_length,
         logging_steps=1,
-        save_strategy="no",
+        save_steps=settings.save_steps,
+        save_total_limit=2,
         seed=seed,
         report_to="none",
         use_cpu=use_cpu,
@@ -159,8 +175,14 @@ def train_dpo(
         log(f"dpo: {len(rows) - kept} of {len(rows)} pairs do not fit max_length={settings.max_length}; left out")
     if kept == 0:
         raise TracesError(f"no preference pair fits max_length={settings.max_length} tokens; raise it")
-    result = trainer.train()
+    step, checkpoint = resume_point(out / "checkpoints", process, log)
+    if checkpoint:
+        log(f"dpo: resuming at step {step} from {checkpoint}")
+    result = trainer.train(resume_from_checkpoint=checkpoint)
     final = out / "adapter"
+    if not process.is_main:
+        process.barrier()  # the main process folds and writes the adapter
+        return final
     fold_adapters(trainer.model, adapter, final, model_path)
     tokenizer.save_pretrained(str(final))
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
@@ -175,10 +197,12 @@ def train_dpo(
             "traces": [str(t) for t in traces],
             "stage1_adapter": adapter,
             "steps": result.global_step,
+            "processes": process.world_size,
             "losses": losses,
             "wall_seconds": round(time.perf_counter() - started, 1),
         },
     }
     (final / METADATA_FILE).write_text(json.dumps(record, indent=2), encoding="utf-8")
+    process.barrier()
     log(f"dpo: {result.global_step} steps, loss {losses[0] if losses else '?'} -> {losses[-1] if losses else '?'}")
     return final

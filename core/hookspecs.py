@@ -44,7 +44,13 @@ def enhancer_reward_scorers() -> dict[str, Callable[..., RewardScorer]]:
 @hookspec
 def enhancer_policy_trainers() -> dict[str, Callable[..., PolicyTrainer]]:
     """Policy trainers: name -> factory(**options) returning an object with
-    `train(policy, dataset, rollout, config) -> str` (the checkpoint directory). `policy` is a `Policy`
+    `train(policy, dataset, rollout, config, context) -> str` (the checkpoint directory). `policy` is a `Policy`
     (model path + optional adapter), `dataset` a list of simple prompts, `rollout` the core's
-    `Rollout` (enhanced prompts -> rewards through the registered backend and scorers) and `config`
-    the run's `RunConfig`."""
+    `Rollout` (enhanced prompts -> rewards through the registered backend and scorers), `config`
+    the run's `RunConfig` and `context` a `TrainContext` (the stage's folder, the process, a logger).
+
+    Duties: call `rollout.rewind(step)` before the first rollout with the update a checkpoint resumes at (a
+    trainer that does not starts at step 0, and the traces of an earlier attempt are set aside); stop cleanly on
+    `BudgetExceeded`; under several processes (`context.process.world_size > 1`) call the rollout on every
+    process once per update with that process's samples, and write files from the main process only.
+    A trainer whose `train` takes no `context` still runs, as if it were alone."""

@@ -7,11 +7,20 @@ Stage 1 trains a LoRA adapter with SFT (skipped when `adapter` is given or the a
 the policy, the RL prompts and the core's `Rollout` (videos through the backend, rewards through the
 scorers) to the trainer plugin. Everything lands under `out`: config.yaml, stage1/adapter, stage2/,
 traces.jsonl, summary.json. Plugin names are checked before any model loads.
+
+On several processes (README, "Scaling out"):
+
+    torchrun --nproc_per_node 2 -m enhancer.cli run --recipe R                                      # CPU, gloo
+    accelerate launch --config_file recipes/accelerate/ddp.yaml -m enhancer.cli run --recipe R      # GPUs
+
+every process runs both stages (TRL and transformers split the batches), the main process alone writes the
+run's files, and the others wait for them where they need them (the stage-1 adapter before stage 2).
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import sys
 import time
@@ -19,10 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from enhancer.config import RunConfig
+from enhancer.contracts import TrainContext
 from enhancer.data import load_pairs, load_prompts
+from enhancer.distributed import current_process
 from enhancer.models import ModelNotFoundError, embedded_adapter_dir, read_metadata, resolve_model
 from enhancer.registry import PluginError, PluginRegistry
-from enhancer.rollout import Budget, Rollout, rewards_by_step
+from enhancer.rollout import Budget, Rollout, merge_summaries, rewards_by_step
 
 
 @dataclass
@@ -88,13 +99,18 @@ def run(config: RunConfig | str | None = None, registry: PluginRegistry | None =
         registry.get("scorer", name)
     registry.get("trainer", config.trainer)
 
+    process = current_process()
+    log = process.logger(log)
+    config.validate_for(process.world_size)
     out = Path(config.out)
     check_same_run(out, config)
-    out.mkdir(parents=True, exist_ok=True)
-    config.to_yaml(out / "config.yaml")
+    process.barrier()  # every process has read the old config.yaml before the main one replaces it
+    if process.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        config.to_yaml(out / "config.yaml")
     log(
         f"run: {config.model} | backend {config.backend} | rewards {','.join(config.rewards)} | "
-        f"trainer {config.trainer} -> {out}"
+        f"trainer {config.trainer} -> {out}" + (f" | {process.world_size} processes" if process.distributed else "")
     )
 
     start_adapter = config.adapter
@@ -105,7 +121,8 @@ def run(config: RunConfig | str | None = None, registry: PluginRegistry | None =
                 "adapter: embedded means the adapter shipped with model: embedded, and none ships with this install"
             )
         start_adapter = str(shipped)
-    resolved = resolve_model(config.model, start_adapter, log=log)
+    with process.main_first():  # the embedded model's first use converts it into a cache: once, by the main process
+        resolved = resolve_model(config.model, start_adapter, log=log)
     stage1_started = time.perf_counter()
     if start_adapter:
         adapter = start_adapter
@@ -123,6 +140,7 @@ def run(config: RunConfig | str | None = None, registry: PluginRegistry | None =
                 seed=config.seed,
                 metadata={"base_model": config.model, "seed": config.seed},
                 log=log,
+                process=process,
             )
         )
     stage1_seconds = time.perf_counter() - stage1_started
@@ -141,15 +159,25 @@ def run(config: RunConfig | str | None = None, registry: PluginRegistry | None =
         concurrency=config.rl.concurrency,
         budget=Budget(max_videos=config.rl.max_videos, max_cost_usd=config.rl.max_cost_usd),
         video_seed=config.seed,
+        process=process,
+        log=log,
     )
     prompts = load_prompts(config.stage2_data)
     trained_format = read_metadata(adapter).get("prompt_format") if adapter else None
     policy = Policy(resolved.path, adapter, config.target, trained_format or "chat")
     stage2_started = time.perf_counter()
     log(f"stage 2: {config.trainer} on {len(prompts)} prompts, {config.rl.max_steps} steps")
-    checkpoint = trainer.train(policy, prompts, rollout, config)
+    context = TrainContext(out_dir=out / "stage2", process=process, log=log)
+    if "context" in inspect.signature(trainer.train).parameters:
+        checkpoint = trainer.train(policy, prompts, rollout, config, context=context)
+    else:  # a trainer written before the context existed (see hookspecs.py)
+        if process.distributed:
+            log(f"trainer {config.trainer} takes no context: it must handle several processes by itself")
+        checkpoint = trainer.train(policy, prompts, rollout, config)
     stage2_seconds = time.perf_counter() - stage2_started
 
+    videos = merge_summaries(process.gather(rollout.summary()))
+    process.barrier()  # the trainer's final files are written before anyone reads the summary
     summary = {
         "config": str(out / "config.yaml"),
         "stage1_adapter": adapter,
@@ -157,14 +185,16 @@ def run(config: RunConfig | str | None = None, registry: PluginRegistry | None =
         "backend": config.backend,
         "rewards": config.rewards,
         "trainer": config.trainer,
+        "processes": process.world_size,
         "steps": _reward_by_step(rollout.traces_path),
-        **rollout.summary(),
+        **videos,
         "stage1_seconds": round(stage1_seconds, 1),
         "stage2_seconds": round(stage2_seconds, 1),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    log(f"run: done in {summary['seconds']} s; checkpoint {checkpoint}; summary {out / 'summary.json'}")
+    if process.is_main:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        log(f"run: done in {summary['seconds']} s; checkpoint {checkpoint}; summary {out / 'summary.json'}")
     return summary
 
 

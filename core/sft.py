@@ -2,7 +2,14 @@
 
 Rows become prompt/completion conversations built by `enhancer.prompts.build_messages`, the code inference
 uses, so training and serving never drift; the loss covers the completion only (TRL's default for
-prompt/completion data). A run killed mid-way resumes from its last checkpoint.
+prompt/completion data). A run killed mid-way resumes from its newest complete checkpoint.
+
+    enhancer train sft --recipe recipes/sft/smollm2-135m-cpu.yaml                                    # one process
+    torchrun --nproc_per_node 2 -m enhancer.cli train sft --recipe recipes/sft/smollm2-135m-cpu.yaml  # 2 on a CPU
+    accelerate launch --config_file recipes/accelerate/ddp.yaml -m enhancer.cli train sft --recipe R  # GPUs
+
+Under several processes `batch_size` is per process (the effective batch grows with them), transformers splits
+the data, and the main process alone writes the adapter and its metadata.
 """
 
 from __future__ import annotations
@@ -14,7 +21,9 @@ import random
 import time
 from pathlib import Path
 
+from enhancer.checkpoints import resume_point
 from enhancer.data import Pair
+from enhancer.distributed import ProcessContext
 from enhancer.models import METADATA_FILE
 from enhancer.prompts import build_messages
 
@@ -130,14 +139,17 @@ def train_sft(
     use_cpu: bool | None = None,
     metadata: dict | None = None,
     log=print,
+    process: ProcessContext | None = None,
 ) -> Path:
     """Train a LoRA adapter on `pairs`; returns the adapter directory (`out_dir/adapter`), which also holds
-    enhancer.json: the prompt format inference must use, the data hash, wall time, machine and `metadata`."""
+    enhancer.json: the prompt format inference must use, the data hash, wall time, machine and `metadata`.
+    Under several processes every one calls it; the main one writes the files, the others wait for them."""
     import torch
 
+    process = process or ProcessContext()
     out_dir = Path(out_dir)
     adapter_dir = out_dir / "adapter"
-    if (adapter_dir / "adapter_config.json").exists():
+    if (adapter_dir / METADATA_FILE).exists():  # written last: the adapter is whole
         log(f"stage 1: adapter already trained in {adapter_dir}; skipping")
         return adapter_dir
     if not pairs:
@@ -147,13 +159,19 @@ def train_sft(
     trainer, tokenizer, n_train, n_eval = build_trainer(
         model_path, pairs, config, out_dir, seed=seed, use_cpu=use_cpu, log=log
     )
-    resume = any((out_dir / "checkpoints").glob("checkpoint-*"))
-    log(f"stage 1: SFT on {n_train} pairs ({n_eval} held out){'; resuming' if resume else ''}")
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    step, checkpoint = resume_point(out_dir / "checkpoints", process, log)
+    log(
+        f"stage 1: SFT on {n_train} pairs ({n_eval} held out)"
+        + (f"; resuming at step {step} from {checkpoint}" if checkpoint else "")
+    )
+    result = trainer.train(resume_from_checkpoint=checkpoint)
     metrics = dict(result.metrics)
     if n_eval:
         metrics.update(trainer.evaluate())
-    trainer.save_model(str(adapter_dir))
+    trainer.save_model(str(adapter_dir))  # the main process writes; transformers knows which one that is
+    if not process.is_main:
+        process.barrier()  # wait for the main process's files below
+        return adapter_dir
     tokenizer.save_pretrained(str(adapter_dir))
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     (adapter_dir / "train_metrics.json").write_text(
@@ -170,9 +188,11 @@ def train_sft(
         "machine": f"{platform.machine()}, {platform.system()}, "
         + (torch.cuda.get_device_name(0) if not use_cpu else f"CPU, {torch.get_num_threads()} threads"),
         "torch": torch.__version__,
+        "processes": process.world_size,
         **(metadata or {}),
     }
     (adapter_dir / METADATA_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    process.barrier()
     log(
         f"stage 1: done; loss {losses[0] if losses else float('nan'):.3f} -> {losses[-1] if losses else float('nan'):.3f}"
     )

@@ -5,13 +5,21 @@ or paid twice (across restarts too), that faults are retried or recorded, and th
     service = VideoService(backend, "runs/x/video-cache", max_cost_usd=20.0, concurrency=16)
     results = service.generate([VideoRequest("a fox in the snow", seed=0, seconds=4, size="320x192")])
 
-Layout of the cache folder:
+Layout of the cache folder (safe to share between processes, and between machines on a file system with flock:
+see enhancer.files):
 
-    index.jsonl      one record per event, the last one per key wins: submitted (with the backend's job id),
-                     ok (with the mp4 path), failed (with the reason); append-only, fsync'd, a torn last line
-                     from a killed process is ignored
-    ledger.jsonl     one charge per key, written before the job is submitted (the cap is checked first)
-    videos/KEY.mp4   finished videos, moved in atomically
+    index.jsonl         one record per event, the last one per key wins: submitted (with the backend's job id),
+                        ok (with the mp4 path), failed (with the reason); append-only, fsync'd
+    ledger.jsonl        one charge per key, ever: written when the job is paid (accepted by the server, or made)
+    reservations.jsonl  reserve / release events: a job's cost is reserved under the ledger lock before it is
+                        submitted, so every process sharing the folder sees it against the cap
+    ledger.lock         held while a process reads the ledger and reserves, commits or releases
+    locks/KEY.lock      held by the one process making video KEY; the others wait, then find it in the cache
+    videos/KEY.mp4      finished videos, moved in atomically
+
+The budget holds for any number of processes: the cap is checked against what every process has spent plus
+what every process has reserved. A reservation left by a process killed mid-job stays counted (the job may have
+been paid) until the same video is asked for again; then the asker takes it over without paying twice.
 
 Backends that submit jobs to a server (the sora plugin) may implement `submit(...) -> job_id` and
 `fetch(job_id, ...) -> Video`; the service records the job id, so a retry or a restarted client polls the job it
@@ -26,12 +34,15 @@ import json
 import os
 import random
 import shutil
+import socket
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from enhancer.contracts import TransientVideoError, Video, VideoJobFailed
+from enhancer.files import JsonlTail, append_jsonl, async_file_lock, file_lock
 
 
 class BudgetExceeded(RuntimeError):
@@ -84,68 +95,91 @@ def backend_identity(backend) -> dict:
     return {"backend": getattr(backend, "name", type(backend).__name__), "model": getattr(backend, "model", None)}
 
 
-class _JsonLog:
-    """Append-only JSON lines with fsync; reading skips a torn last line."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def read(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        rows = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # torn by a killed process
-        return rows
-
-    def append(self, row: dict) -> None:
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-
-
 class BudgetLedger:
-    """Money spent per cache key, persisted. A key is charged once, before its job is submitted; the cap is
-    checked against what is spent plus what running jobs have reserved, so concurrency cannot overshoot it."""
+    """Money spent per cache key, persisted and shared by every process using the cache folder.
 
-    def __init__(self, path: Path, max_cost_usd: float | None = None, max_videos: int | None = None):
-        self.log = _JsonLog(path)
+    A job's cost is reserved (under the ledger lock, against what every process has spent or reserved) before
+    it is submitted, then committed when it is paid or released when the server never took it. A key is charged
+    once. Reserve only while holding the key's lock (`VideoService` does), so one process at a time makes it."""
+
+    def __init__(self, path: str | Path, max_cost_usd: float | None = None, max_videos: int | None = None):
+        self.path = Path(path)
+        self.reservations_path = self.path.with_name("reservations.jsonl")
+        self.lock_path = self.path.with_suffix(".lock")
         self.max_cost_usd = max_cost_usd
         self.max_videos = max_videos
-        self.charges: dict[str, float] = {row["key"]: float(row["cost_usd"]) for row in self.log.read()}
-        self.reserved: dict[str, float] = {}
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.charges: dict[str, float] = {}
+        self.reserved: dict[str, float] = {}  # open reservations of every process: key -> cost
+        self._charge_rows = JsonlTail(self.path)
+        self._reservation_rows = JsonlTail(self.reservations_path)
+        self.refresh()
 
     @property
     def spent_usd(self) -> float:
         return sum(self.charges.values())
 
-    def reserve(self, key: str, cost: float) -> None:
-        if key in self.charges or key in self.reserved:
-            return  # paid (or being paid) already: a retry or a resumed job costs nothing more
-        spent = self.spent_usd + sum(self.reserved.values())
-        if self.max_cost_usd is not None and spent + cost > self.max_cost_usd + 1e-9:
-            raise BudgetExceeded(
-                f"the budget cap of ${self.max_cost_usd:.2f} would be passed (${spent:.2f} spent or reserved, "
-                f"${cost:.2f} more asked); raise max_cost_usd to go on"
-            )
-        videos = len(self.charges) + len(self.reserved)
-        if self.max_videos is not None and videos + 1 > self.max_videos:
-            raise BudgetExceeded(f"max_videos={self.max_videos} reached ({videos} made or running)")
-        self.reserved[key] = cost
+    @property
+    def reserved_usd(self) -> float:
+        return sum(self.reserved.values())
 
-    def commit(self, key: str) -> None:
-        if key in self.reserved:
-            cost = self.reserved.pop(key)
+    def videos(self) -> int:
+        """Videos paid for or being made, by any process sharing the ledger."""
+        return len(self.charges) + len(self.reserved)
+
+    def refresh(self) -> None:
+        """Read what other processes (and earlier runs) wrote since the last look."""
+        for row in self._charge_rows.read_new():
+            self.charges.setdefault(row["key"], float(row["cost_usd"]))
+        for row in self._reservation_rows.read_new():
+            if row.get("event") == "reserve":
+                self.reserved[row["key"]] = float(row["cost_usd"])
+            elif row.get("event") == "release":
+                self.reserved.pop(row["key"], None)
+        for key in self.charges.keys() & self.reserved.keys():
+            del self.reserved[key]
+
+    def reserve(self, key: str, cost: float) -> None:
+        with file_lock(self.lock_path):
+            self.refresh()
+            if key in self.charges or key in self.reserved:
+                # paid already, or reserved by a process that died mid-job (the caller holds the key's lock, so
+                # nobody is making it now): a retry, a resumed job or a take-over costs nothing more
+                return
+            if self.max_cost_usd is not None and self.spent_usd + self.reserved_usd + cost > self.max_cost_usd + 1e-9:
+                raise BudgetExceeded(
+                    f"budget: the cap of ${self.max_cost_usd:.2f} would be passed (${self.spent_usd:.2f} spent and "
+                    f"${self.reserved_usd:.2f} reserved by every process sharing {self.path.parent}, ${cost:.2f} "
+                    "more asked); raise max_cost_usd to go on"
+                )
+            if self.max_videos is not None and self.videos() + 1 > self.max_videos:
+                raise BudgetExceeded(f"budget: max_videos={self.max_videos} reached ({self.videos()} made or running)")
+            self._event("reserve", key, cost)
+            self.reserved[key] = cost
+
+    def commit(self, key: str, cost: float | None = None) -> None:
+        """The job is paid: charge its key (once, whichever process or restart gets here)."""
+        with file_lock(self.lock_path):
+            self.refresh()
+            if key in self.charges:
+                return
+            cost = self.reserved.pop(key, None) if cost is None else cost
+            if cost is None:
+                return  # never reserved here: nothing to charge
+            append_jsonl(self.path, [{"key": key, "cost_usd": cost, "time": time.time()}])
             self.charges[key] = cost
-            self.log.append({"key": key, "cost_usd": cost, "time": time.time()})
+            self.reserved.pop(key, None)
 
     def release(self, key: str) -> None:
         """The server never accepted the job (e.g. 429 on create): nothing was spent."""
-        self.reserved.pop(key, None)
+        with file_lock(self.lock_path):
+            self.refresh()
+            if key in self.reserved and key not in self.charges:
+                self._event("release", key, self.reserved.pop(key))
+
+    def _event(self, event: str, key: str, cost: float) -> None:
+        row = {"event": event, "key": key, "cost_usd": cost, "owner": self.owner, "time": time.time()}
+        append_jsonl(self.reservations_path, [row])
 
 
 @dataclass
@@ -177,7 +211,8 @@ class VideoService:
         self.identity = backend_identity(backend)
         self.dir = Path(cache_dir)
         (self.dir / "videos").mkdir(parents=True, exist_ok=True)
-        self.index = _JsonLog(self.dir / "index.jsonl")
+        self.index_path = self.dir / "index.jsonl"
+        self._index_rows = JsonlTail(self.index_path)
         self.ledger = BudgetLedger(self.dir / "ledger.jsonl", max_cost_usd, max_videos)
         self.concurrency = concurrency
         self.retry = retry or RetryPolicy()
@@ -185,25 +220,36 @@ class VideoService:
         self.stats = CacheStats()
         self.log = log or (lambda message: None)
         self.records: dict[str, dict] = {}
-        for row in self.index.read():
-            self.records[row["key"]] = row
+        self.refresh()
 
     # ------------------------------------------------------------------------------------------------ public
+    def refresh(self) -> None:
+        """Read what other processes sharing the cache folder recorded and spent since the last look."""
+        for row in self._index_rows.read_new():
+            self.records[row["key"]] = row
+        self.ledger.refresh()
+
     def estimate(self, requests: Sequence[VideoRequest]) -> dict:
-        """A dry run: how many requests the cache answers, how many would be generated and what they would cost."""
+        """A dry run: how many requests the cache answers, how many would be generated and what they would cost
+        (against what every process sharing the cache has spent or reserved)."""
+        self.refresh()
+        ledger = self.ledger
         keys = {r.key(self.identity): r for r in requests}
-        new = {k: r for k, r in keys.items() if self._cached(k) is None and k not in self.ledger.charges}
+        paid = ledger.charges.keys() | ledger.reserved.keys()
+        new = {k: r for k, r in keys.items() if self._cached(k) is None and k not in paid}
         cost = sum(self.backend.estimate_cost(seconds=r.seconds, size=r.size) for r in new.values())
+        committed = ledger.spent_usd + ledger.reserved_usd
         return {
             "requests": len(requests),
             "unique": len(keys),
             "cached": sum(1 for k in keys if self._cached(k) is not None),
             "to_generate": len(new),
             "cost_usd": round(cost, 4),
-            "spent_usd": round(self.ledger.spent_usd, 4),
-            "max_cost_usd": self.ledger.max_cost_usd,
-            "fits_budget": self.ledger.max_cost_usd is None
-            or self.ledger.spent_usd + cost <= self.ledger.max_cost_usd + 1e-9,
+            "spent_usd": round(ledger.spent_usd, 4),
+            "reserved_usd": round(ledger.reserved_usd, 4),
+            "videos": ledger.videos(),
+            "max_cost_usd": ledger.max_cost_usd,
+            "fits_budget": ledger.max_cost_usd is None or committed + cost <= ledger.max_cost_usd + 1e-9,
         }
 
     def generate(self, requests: Sequence[VideoRequest]) -> list[VideoResult]:
@@ -224,6 +270,7 @@ class VideoService:
         return {
             **asdict(self.stats),
             "spent_usd": round(self.ledger.spent_usd, 4),
+            "reserved_usd": round(self.ledger.reserved_usd, 4),
             "cached_videos": sum(1 for r in self.records.values() if r.get("status") == "ok"),
         }
 
@@ -237,26 +284,39 @@ class VideoService:
     def _record(self, key: str, **row) -> None:
         row = {"key": key, **row, "time": time.time()}
         self.records[key] = row
-        self.index.append(row)
+        append_jsonl(self.index_path, [row])
 
-    async def _one(self, request: VideoRequest, key: str, semaphore: asyncio.Semaphore) -> VideoResult:
+    def _answer(self, request: VideoRequest, key: str) -> VideoResult | None:
+        """The cache's answer for `key`: a video, a recorded failure, or None (it has to be made)."""
         cached = self._cached(key)
         if cached is not None:
             self.stats.hits += 1
             return VideoResult(request, key, "ok", self._video(cached, cached=True), cached=True)
-        previous = self.records.get(key, {})
-        if previous.get("status") == "failed":
+        if self.records.get(key, {}).get("status") == "failed":
             self.stats.hits += 1  # a recorded failure is an answer too: asking again would pay again
-            return VideoResult(request, key, "failed", error=previous.get("error"), cached=True)
-        self.stats.misses += 1
-        cost = self.backend.estimate_cost(seconds=request.seconds, size=request.size)
-        try:
-            self.ledger.reserve(key, cost)
-        except BudgetExceeded as error:
-            self.stats.skipped += 1
-            return VideoResult(request, key, "skipped", error=str(error))
-        async with semaphore:
-            return await self._attempts(request, key, cost, previous.get("job_id"))
+            return VideoResult(request, key, "failed", error=self.records[key].get("error"), cached=True)
+        return None
+
+    async def _one(self, request: VideoRequest, key: str, semaphore: asyncio.Semaphore) -> VideoResult:
+        answer = self._answer(request, key)
+        if answer is not None:
+            return answer
+        # one maker per key across every process sharing the folder; the others wait here, then find it made
+        async with async_file_lock(self.dir / "locks" / f"{key}.lock"):
+            for row in self._index_rows.read_new():
+                self.records[row["key"]] = row
+            answer = self._answer(request, key)
+            if answer is not None:
+                return answer
+            self.stats.misses += 1
+            cost = self.backend.estimate_cost(seconds=request.seconds, size=request.size)
+            try:
+                self.ledger.reserve(key, cost)
+            except BudgetExceeded as error:
+                self.stats.skipped += 1
+                return VideoResult(request, key, "skipped", error=str(error))
+            async with semaphore:
+                return await self._attempts(request, key, cost, self.records.get(key, {}).get("job_id"))
 
     async def _attempts(self, request: VideoRequest, key: str, cost: float, job_id: str | None) -> VideoResult:
         two_phase = hasattr(self.backend, "submit") and hasattr(self.backend, "fetch")

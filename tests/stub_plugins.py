@@ -69,7 +69,7 @@ class StubTrainer:
     def __init__(self, max_new_tokens: int = 12):
         self.max_new_tokens = max_new_tokens
 
-    def train(self, policy, dataset, rollout, config):
+    def train(self, policy, dataset, rollout, config, context):
         import torch
         from peft import PeftModel
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -117,7 +117,7 @@ class StubTrainer:
                 {"simple": simple, "completions": completions, "rewards": rewards, "loss": loss.item()}
             )
         record["changed"] = any(not torch.equal(a, b.detach()) for a, b in zip(before, trainable, strict=True))
-        out = Path(config.out) / "stage2" / "adapter"
+        out = context.out_dir / "adapter"
         model.save_pretrained(out)
         (Path(config.out) / "stub_trainer.json").write_text(json.dumps(record, default=str), encoding="utf-8")
         return str(out)

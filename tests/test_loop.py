@@ -112,10 +112,13 @@ def test_rerun_skips_finished_stage1_and_reuses_videos(tiny_model_dir, tmp_path)
     calls_before = len((out / "videos" / "stub_backend_calls.jsonl").read_text().splitlines())
     summary = run(_config(tiny_model_dir, out, rl={"max_steps": 1, "prompts_per_step": 1, "samples_per_prompt": 2}))
     assert adapter.stat().st_mtime_ns == stamp  # stage 1 was not trained again
+    # the stub trainer keeps no checkpoint, so the rerun trains its update 0 again: the first attempt's rows are
+    # set aside, and traces.jsonl holds each step once, for the policy that was saved
+    first = [json.loads(line) for line in (out / "traces.discarded.jsonl").read_text().splitlines()]
     traces = [json.loads(line) for line in (out / "traces.jsonl").read_text().splitlines()]
-    assert [t["step"] for t in traces] == [0, 0, 1, 1]  # step numbers continue; no row written twice
+    assert [(t["step"], t["index"]) for t in first] == [(t["step"], t["index"]) for t in traces] == [(0, 0), (0, 1)]
     calls_after = len((out / "videos" / "stub_backend_calls.jsonl").read_text().splitlines())
-    new_prompts = {t["detailed_prompt"] for t in traces[2:]} - {t["detailed_prompt"] for t in traces[:2]}
+    new_prompts = {t["detailed_prompt"] for t in traces} - {t["detailed_prompt"] for t in first}
     assert calls_after - calls_before == len(new_prompts)  # cached videos are not generated again
     assert summary["videos"] == calls_after
     # the same folder with another trainer or rewards is another run: refused before anything loads or is written

@@ -216,6 +216,8 @@ def test_cli_video_generate_and_estimate(tmp_path):
         "to_generate": 1,
         "cost_usd": 0.0,
         "spent_usd": 0.0,
+        "reserved_usd": 0.0,
+        "videos": 1,
         "max_cost_usd": None,
         "fits_budget": True,
     }

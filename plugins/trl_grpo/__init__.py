@@ -11,15 +11,19 @@ samples, each judged against the mean of the others); `use_vllm: true` generates
 step's videos (every group) are generated concurrently.
 
     enhancer run --backend synthetic --reward keep,coverage,clean --trainer trl_grpo
+    torchrun --nproc_per_node 2 -m enhancer.cli run --recipe R                 # 2 CPU processes (gloo)
+
+Several processes: each update's `prompts_per_step x samples_per_prompt` rewrites are split evenly over them
+(TRL's per-device batch), each process's share goes through the rollout (one shared video cache and budget),
+and TRL gathers the rewards for the group advantages. vLLM in server mode generates for all of them from its own
+GPU: `trl vllm-serve --model BASE` there, then the training processes on the other GPUs (README, "Scaling out").
 """
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
-
 from enhancer import hookimpl
+from enhancer.checkpoints import resume_point
+from enhancer.contracts import TrainContext
 from enhancer.prompts import build_messages
 from enhancer.rollout import BudgetExceeded
 
@@ -64,7 +68,7 @@ class GRPOPolicyTrainer:
             else {}
         )
 
-    def train(self, policy, dataset, rollout, config) -> str:
+    def train(self, policy, dataset, rollout, config, context: TrainContext) -> str:
         import torch
         from datasets import Dataset
         from peft import PeftModel
@@ -75,7 +79,7 @@ class GRPOPolicyTrainer:
         if self.vllm and not torch.cuda.is_available():
             raise RuntimeError("trl_grpo: use_vllm needs a CUDA GPU; leave it off on CPU")
 
-        out_dir = Path(config.out) / "stage2"
+        out_dir, process, log = context.out_dir, context.process, context.log
         use_cpu = not torch.cuda.is_available()
         tokenizer = AutoTokenizer.from_pretrained(policy.model_path)
         if tokenizer.pad_token is None:
@@ -91,7 +95,8 @@ class GRPOPolicyTrainer:
         args = Config(
             output_dir=str(out_dir / "checkpoints"),
             max_steps=rl.max_steps,
-            per_device_train_batch_size=rl.prompts_per_step * rl.samples_per_prompt,
+            # the update's rewrites split over the processes (RunConfig.validate_for checked that they divide)
+            per_device_train_batch_size=rl.prompts_per_step * rl.samples_per_prompt // process.world_size,
             num_generations=rl.samples_per_prompt,
             gradient_accumulation_steps=1,
             learning_rate=rl.learning_rate,
@@ -114,26 +119,20 @@ class GRPOPolicyTrainer:
             train_dataset=Dataset.from_list(rows),
             processing_class=tokenizer,
         )
-        resume = any((out_dir / "checkpoints").glob("checkpoint-*"))
-        if resume:
-            # one reward call per update: rollouts after the last checkpoint belong to updates the kill lost
-            from transformers.trainer_utils import get_last_checkpoint
-
-            last = get_last_checkpoint(str(out_dir / "checkpoints"))
-            if last:
-                state = json.loads((Path(last) / "trainer_state.json").read_text(encoding="utf-8"))
-                moved = rollout.rewind(int(state["global_step"]))
-                print(
-                    f"enhancer: trl_grpo: resuming from {last}; {moved} trace rows of lost updates set aside",
-                    file=sys.stderr,
-                )
+        # one reward call per update: rollouts after the checkpoint belong to updates the kill lost
+        step, checkpoint = resume_point(out_dir / "checkpoints", process, log)
+        moved = rollout.rewind(step)
+        if checkpoint or moved:
+            log(f"trl_grpo: resuming at update {step} from {checkpoint or 'the start'}; {moved} trace rows set aside")
         try:
-            trainer.train(resume_from_checkpoint=True if resume else None)
+            trainer.train(resume_from_checkpoint=checkpoint)
         except BudgetExceeded as stop:
-            print(f"enhancer: stage 2 stopped before the budget: {stop}", file=sys.stderr)
+            log(f"stage 2 stopped before the budget: {stop}")
         final = out_dir / "adapter"
-        trainer.save_model(str(final))
-        tokenizer.save_pretrained(str(final))
+        trainer.save_model(str(final))  # every process calls it; transformers lets the main one write
+        if process.is_main:
+            tokenizer.save_pretrained(str(final))
+        process.barrier()
         return str(final)
 
 

@@ -26,6 +26,10 @@ updates under out/stage2/checkpoints/step-N (policy LoRA, value LoRA and head, o
 written last). A rerun of the same `enhancer run` loads the newest complete one, moves the traces of the
 updates it lost to traces.discarded.jsonl, and runs the remaining updates. The learning rate is constant so
 a resumed run follows the same schedule. On CPU: `use_cpu=True, bf16=False` (set automatically).
+
+Several processes (torchrun, accelerate): each update's rewrites are split evenly over them, each process's
+reward-model call runs its share through the rollout, and the main process alone writes checkpoints and the
+final adapter.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from pathlib import Path
 
 from enhancer import hookimpl
 from enhancer.adapters import fold_adapters, merged_policy
+from enhancer.contracts import TrainContext
+from enhancer.distributed import ProcessContext
 from enhancer.models import METADATA_FILE, read_metadata
 from enhancer.rollout import BudgetExceeded
 
@@ -119,8 +125,12 @@ def _log(message: str) -> None:
     print(f"enhancer: {message}", file=sys.stderr, flush=True)
 
 
-def latest_checkpoint(directory: Path) -> tuple[int, Path] | None:
-    """The newest complete checkpoint (its done.json written last), as (updates done, folder)."""
+def latest_checkpoint(directory: Path, log=_log) -> tuple[int, Path] | None:
+    """The newest complete checkpoint, as (updates done, folder). A checkpoint is written in a .partial folder
+    (done.json last) and renamed when whole; a .partial one left by a kill mid-save is reported and removed."""
+    for partial in sorted(directory.glob(".partial-step-*")):
+        log(f"trl_ppo: checkpoint {partial} is incomplete (killed mid-save); skipped and removed")
+        shutil.rmtree(partial, ignore_errors=True)
     found = []
     for folder in directory.glob("step-*"):
         if (folder / "done.json").exists() and folder.name[5:].isdigit():
@@ -159,7 +169,7 @@ class PPOPolicyTrainer:
         self.save_steps = save_steps
         self.keep_checkpoints = keep_checkpoints
 
-    def train(self, policy, dataset, rollout, config, log=_log) -> str:
+    def train(self, policy, dataset, rollout, config, context: TrainContext) -> str:
         import torch
         from datasets import Dataset
         from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
@@ -169,10 +179,10 @@ class PPOPolicyTrainer:
 
         from enhancer.prompts import build_messages
 
-        out_dir = Path(config.out) / "stage2"
+        out_dir, process, log = context.out_dir, context.process, context.log
         checkpoints = out_dir / "checkpoints"
         rl = config.rl
-        batch = rl.prompts_per_step * rl.samples_per_prompt
+        batch = rl.prompts_per_step * rl.samples_per_prompt // process.world_size  # this process's share
         use_cpu = not torch.cuda.is_available()
         dtype = torch.float32 if use_cpu else torch.bfloat16
 
@@ -199,19 +209,18 @@ class PPOPolicyTrainer:
             queries[tuple(ids)] = simple
             rows.extend({"input_ids": ids} for _ in range(rl.samples_per_prompt))
 
-        done = 0
-        resume = latest_checkpoint(checkpoints)
-        if resume:
-            done, folder = resume
-            moved = rollout.rewind(done)
-            log(f"trl_ppo: resuming after update {done} from {folder}; {moved} trace rows of lost updates set aside")
+        resume = process.broadcast(latest_checkpoint(checkpoints, log) if process.is_main else None)
+        done, folder = resume or (0, None)
+        moved = rollout.rewind(done)  # every process, with or without a checkpoint
+        if resume or moved:
+            log(f"trl_ppo: resuming after update {done} from {folder or 'the start'}; {moved} trace rows set aside")
         remaining = rl.max_steps - done
         args = PPOConfig(
             output_dir=str(checkpoints),
             per_device_train_batch_size=batch,
             gradient_accumulation_steps=1,
             num_mini_batches=self.num_mini_batches,
-            total_episodes=max(remaining, 1) * batch,
+            total_episodes=max(remaining, 1) * batch * process.world_size,
             local_rollout_forward_batch_size=batch,  # one rollout call per update: the step's videos at once
             num_ppo_epochs=self.num_ppo_epochs,
             learning_rate=rl.learning_rate,
@@ -233,7 +242,7 @@ class PPOPolicyTrainer:
             disable_tqdm=True,
         )
         bridge = rollout_reward_model(tokenizer, queries, rollout, log)
-        saver = _checkpointer(checkpoints, done, self.save_steps, self.keep_checkpoints)
+        saver = _checkpointer(checkpoints, done, self.save_steps, self.keep_checkpoints, process)
         trainer = PPOTrainer(
             args=args,
             processing_class=tokenizer,
@@ -258,16 +267,19 @@ class PPOPolicyTrainer:
                 log(f"stage 2 stopped before the budget: {stop}")
                 saver.save()
         final = out_dir / "adapter"
-        fold_adapters(trainer.policy_model, policy.adapter, final, policy.model_path)
-        tokenizer.save_pretrained(str(final))
-        metadata = {**(read_metadata(policy.adapter) if policy.adapter else {}), "prompt_format": prompt_format}
-        metadata["stage2"] = {"trainer": "trl_ppo", "updates": saver.step, "stage1_adapter": policy.adapter}
-        (final / METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
+        if process.is_main:
+            fold_adapters(trainer.policy_model, policy.adapter, final, policy.model_path)
+            tokenizer.save_pretrained(str(final))
+            metadata = {**(read_metadata(policy.adapter) if policy.adapter else {}), "prompt_format": prompt_format}
+            metadata["stage2"] = {"trainer": "trl_ppo", "updates": saver.step, "stage1_adapter": policy.adapter}
+            (final / METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
+        process.barrier()
         return str(final)
 
 
-def _checkpointer(directory: Path, offset: int, every: int, keep: int):
-    """A TrainerCallback that writes step-N checkpoints every `every` updates (N counts across resumes)."""
+def _checkpointer(directory: Path, offset: int, every: int, keep: int, process: ProcessContext):
+    """A TrainerCallback that writes step-N checkpoints every `every` updates (N counts across resumes), from
+    the main process (every process holds the same weights and optimizer state)."""
     from transformers import TrainerCallback
 
     class Checkpointer(TrainerCallback):
@@ -282,11 +294,17 @@ def _checkpointer(directory: Path, offset: int, every: int, keep: int):
             return control
 
         def save(self) -> Path:
+            folder = directory / f"step-{self.step}"
+            if process.is_main:
+                self._write(folder)
+            process.barrier()
+            return folder
+
+        def _write(self, folder: Path) -> None:
             import torch
 
-            folder = directory / f"step-{self.step}"
             if (folder / "done.json").exists():
-                return folder
+                return
             partial = directory / f".partial-step-{self.step}"
             shutil.rmtree(partial, ignore_errors=True)
             self.trainer.policy_model.save_pretrained(str(partial / "policy"))
@@ -298,7 +316,6 @@ def _checkpointer(directory: Path, offset: int, every: int, keep: int):
             numbered = sorted((int(p.name[5:]), p) for p in directory.glob("step-*") if p.name[5:].isdigit())
             for _, old in numbered[:-keep]:
                 shutil.rmtree(old, ignore_errors=True)
-            return folder
 
     return Checkpointer()
 
