@@ -24,6 +24,7 @@ import numpy as np
 from enhancer.data.loaders import read_lines
 from enhancer.data.schema import FIELDS, FORMS, SECTIONS, STYLES, check_stage1
 from enhancer.data.validate import NEAR_DUPLICATE, facts_dropped, numbers_in
+from enhancer.files import append_jsonl, cut_torn_tail
 
 TEACHER_INSTRUCTION = (
     "You write training data for a text-to-video prompt enhancer. Each item pairs a short idea as a real user "
@@ -112,6 +113,7 @@ def synth(
     if not examples:
         raise ValueError(f"no stage-1 pairs to show the teacher in {', '.join(pool)}")
     known = [line.data["simple"] for line in read_lines(against, problems) if isinstance(line.data.get("simple"), str)]
+    cut_torn_tail(out)  # a run killed mid-write: its torn last row goes (the file is truncated, not rewritten)
     done = [line.data for line in read_lines([out], problems)] if out.exists() and out.stat().st_size else []
     known += [row["simple"] for row in done if row.get("simple")]
     summary = SynthSummary(already=len(done))
@@ -122,54 +124,52 @@ def synth(
     next_id = len(done) + 1
     max_requests = max_requests or 4 * n
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("a", encoding="utf-8") as handle:
-        while summary.already + summary.written < n and summary.requests < max_requests:
-            style, target = rng.choice(styles or list(STYLES)), rng.choice(FORMS)
-            matching = [e for e in examples if e["style"] == style and e["target"] == target] or examples
-            shown = rng.sample(matching, k=min(shots, len(matching)))
-            summary.requests += 1
-            try:
-                response = client.chat.completions.create(
-                    model=model,
-                    messages=teacher_messages(style, target, shown),
-                    temperature=0.9,
-                    seed=rng.randrange(2**31),
-                )
-                reply = response.choices[0].message.content or ""
-            except Exception as error:  # the endpoint failed after retries: count it, keep going
-                summary.rejected[f"request failed ({type(error).__name__})"] += 1
-                continue
-            value = parse_reply(reply)
-            if value is None:
-                summary.rejected["not a JSON object"] += 1
-                continue
-            row = {
-                "id": f"synth-{next_id:05d}",
-                "simple": value.get("simple"),
-                "detailed": value.get("detailed"),
-                "style": style,
-                "target": target,
-                "negative": value.get("negative"),
-            }
-            found = check_stage1(row)
-            if not found and numbers_in(row["simple"]) - numbers_in(row["detailed"]):
-                found = ["a count from simple is missing in detailed"]
-            if not found:
-                # a pair that drops the user's words (or imposes a style) teaches the student to do the same
-                found = [p.split(":")[0] for p in facts_dropped(row)]
-            if found:
-                summary.rejected[found[0].split(";")[0]] += 1
-                continue
-            key = re.sub(r"\W+", " ", row["simple"].lower()).strip()
-            vector = embed([row["simple"]])
-            if key in normal or (len(vectors) and float((vectors @ vector.T).max()) > near_duplicate):
-                summary.rejected["duplicate or near-duplicate"] += 1
-                continue
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            handle.flush()
-            normal.add(key)
-            vectors = np.vstack([vectors, vector]) if len(vectors) else vector
-            summary.written += 1
-            next_id += 1
-            log(f"synth: {summary.already + summary.written}/{n} {row['id']} ({style}, {target})")
+    while summary.already + summary.written < n and summary.requests < max_requests:
+        style, target = rng.choice(styles or list(STYLES)), rng.choice(FORMS)
+        matching = [e for e in examples if e["style"] == style and e["target"] == target] or examples
+        shown = rng.sample(matching, k=min(shots, len(matching)))
+        summary.requests += 1
+        try:
+            response = client.chat.completions.create(
+                model=model,
+                messages=teacher_messages(style, target, shown),
+                temperature=0.9,
+                seed=rng.randrange(2**31),
+            )
+            reply = response.choices[0].message.content or ""
+        except Exception as error:  # the endpoint failed after retries: count it, keep going
+            summary.rejected[f"request failed ({type(error).__name__})"] += 1
+            continue
+        value = parse_reply(reply)
+        if value is None:
+            summary.rejected["not a JSON object"] += 1
+            continue
+        row = {
+            "id": f"synth-{next_id:05d}",
+            "simple": value.get("simple"),
+            "detailed": value.get("detailed"),
+            "style": style,
+            "target": target,
+            "negative": value.get("negative"),
+        }
+        found = check_stage1(row)
+        if not found and numbers_in(row["simple"]) - numbers_in(row["detailed"]):
+            found = ["a count from simple is missing in detailed"]
+        if not found:
+            # a pair that drops the user's words (or imposes a style) teaches the student to do the same
+            found = [p.split(":")[0] for p in facts_dropped(row)]
+        if found:
+            summary.rejected[found[0].split(";")[0]] += 1
+            continue
+        key = re.sub(r"\W+", " ", row["simple"].lower()).strip()
+        vector = embed([row["simple"]])
+        if key in normal or (len(vectors) and float((vectors @ vector.T).max()) > near_duplicate):
+            summary.rejected["duplicate or near-duplicate"] += 1
+            continue
+        append_jsonl(out, [row])
+        normal.add(key)
+        vectors = np.vstack([vectors, vector]) if len(vectors) else vector
+        summary.written += 1
+        next_id += 1
+        log(f"synth: {summary.already + summary.written}/{n} {row['id']} ({style}, {target})")
     return summary

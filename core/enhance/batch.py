@@ -16,6 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from enhancer.contracts import Enhancement
+from enhancer.files import append_jsonl, cut_torn_tail, read_jsonl
 
 
 @dataclass
@@ -110,17 +111,13 @@ def _parse_json_row(index: int, line: str, location: str) -> InputRow:
 
 def completed_indices(output_path: str) -> set[int]:
     """Indices already written to `output_path`; a torn last line (a killed run) is cut off the file."""
-    file = Path(output_path)
-    if output_path == "-" or not file.exists():
+    if output_path == "-" or not Path(output_path).exists():
         return set()
-    data = file.read_bytes()
-    keep = data if data.endswith(b"\n") or not data else data[: data.rfind(b"\n") + 1]
-    if keep != data:
-        file.write_bytes(keep)
+    cut_torn_tail(output_path)  # truncated, never rewritten: the rows before it stay as they are
     done = set()
-    for line in keep.decode("utf-8", "replace").splitlines():
+    for row in read_jsonl(output_path):
         try:
-            done.add(int(json.loads(line)["index"]))
+            done.add(int(row["index"]))
         except (ValueError, KeyError, TypeError):
             continue
     return done
@@ -137,27 +134,29 @@ def enhance_file(
     rows = list(read_inputs(input_path))
     todo = [row for row in rows if row.index not in done]
     summary = BatchSummary(skipped=len(rows) - len(todo))
-    handle = sys.stdout if output_path == "-" else open(output_path, "a", encoding="utf-8")  # noqa: SIM115
-    try:
-        with tqdm(total=len(todo), desc="enhancing", unit="prompt", file=sys.stderr, disable=None) as progress:
-            for start in range(0, len(todo), chunk_size):
-                chunk = todo[start : start + chunk_size]
-                readable = [row for row in chunk if row.error is None]
-                results = enhancer.enhance([row.prompt for row in readable], **options) if readable else []
-                by_index = {row.index: result for row, result in zip(readable, results, strict=True)}
-                for row in chunk:
-                    result = by_index.get(row.index) or Enhancement(
-                        prompt="", enhanced="", status="error", message=row.error or "", target=options["target"]
-                    )
-                    if result.status == "error" and row.location not in result.message:
-                        result.message = f"{row.location}: {result.message}"
-                    record = {"index": row.index, **({"id": row.row_id} if row.row_id else {}), **result.to_dict()}
-                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-                    summary.written += 1
-                    setattr(summary, result.status, getattr(summary, result.status) + 1)
-                handle.flush()
-                progress.update(len(chunk))
-    finally:
-        if handle is not sys.stdout:
-            handle.close()
+    to_stdout = output_path == "-"
+    if not to_stdout:
+        Path(output_path).touch()  # the file exists from the start, rows or not
+    with tqdm(total=len(todo), desc="enhancing", unit="prompt", file=sys.stderr, disable=None) as progress:
+        for start in range(0, len(todo), chunk_size):
+            chunk = todo[start : start + chunk_size]
+            readable = [row for row in chunk if row.error is None]
+            results = enhancer.enhance([row.prompt for row in readable], **options) if readable else []
+            by_index = {row.index: result for row, result in zip(readable, results, strict=True)}
+            records = []
+            for row in chunk:
+                result = by_index.get(row.index) or Enhancement(
+                    prompt="", enhanced="", status="error", message=row.error or "", target=options["target"]
+                )
+                if result.status == "error" and row.location not in result.message:
+                    result.message = f"{row.location}: {result.message}"
+                records.append({"index": row.index, **({"id": row.row_id} if row.row_id else {}), **result.to_dict()})
+                summary.written += 1
+                setattr(summary, result.status, getattr(summary, result.status) + 1)
+            if to_stdout:
+                sys.stdout.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+                sys.stdout.flush()
+            else:
+                append_jsonl(output_path, records)  # the chunk's rows whole, after cutting a torn line
+            progress.update(len(chunk))
     return summary

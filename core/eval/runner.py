@@ -21,6 +21,7 @@ from enhancer.contracts import Sample
 from enhancer.data import EvalPrompt, load_eval
 from enhancer.eval.statistics import bootstrap_mean, paired_difference, paired_win_rate
 from enhancer.eval.variants import Variant
+from enhancer.files import append_jsonl, cut_torn_tail, read_jsonl
 from enhancer.registry import PluginRegistry
 
 DEFAULT_SCORERS = ("faithfulness", "keep", "quote", "style", "coverage", "budget", "clean")
@@ -127,19 +128,20 @@ def evaluate(
             chunk = todo[start : start + batch_size]
             outputs = _generate(variant, enhancer, chunk, target, seed)
             chunk_scores = _score(chunk, [o["enhanced"] for o in outputs], scorer_objects, target)
-            with results_path.open("a", encoding="utf-8") as handle:
-                for prompt, output, scores in zip(chunk, outputs, chunk_scores, strict=True):
-                    row = {
-                        "variant": variant.name,
-                        "id": prompt.id,
-                        "simple": prompt.simple,
-                        "kind": prompt.kind,
-                        "style": prompt.style,
-                        **output,
-                        "scores": scores,
-                        "composite": composite(scores, weights),
-                    }
-                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            rows = [
+                {
+                    "variant": variant.name,
+                    "id": prompt.id,
+                    "simple": prompt.simple,
+                    "kind": prompt.kind,
+                    "style": prompt.style,
+                    **output,
+                    "scores": scores,
+                    "composite": composite(scores, weights),
+                }
+                for prompt, output, scores in zip(chunk, outputs, chunk_scores, strict=True)
+            ]
+            append_jsonl(results_path, rows)  # the chunk whole, after cutting a line torn by a kill
             log(
                 f"eval: {variant.name}: {min(start + batch_size, len(todo))}/{len(todo)} "
                 f"({time.perf_counter() - started:.0f} s)"
@@ -162,7 +164,7 @@ def _rescore(results_path: Path, prompts: list[EvalPrompt], scorer_objects, weig
     """Score the outputs already in results.jsonl again with the current scorers (after a scorer is fixed or
     added): the texts stay, scores and composites are replaced; written to a new file, then moved over."""
     by_id = {p.id: p for p in prompts}
-    rows = [json.loads(line) for line in results_path.read_text(encoding="utf-8").splitlines()]
+    rows = read_jsonl(results_path)
     known = [row for row in rows if row["id"] in by_id]
     rescored = _score([by_id[row["id"]] for row in known], [row["enhanced"] for row in known], scorer_objects, target)
     changed = 0
@@ -186,17 +188,8 @@ def _score(prompts: list[EvalPrompt], texts: list[str], scorer_objects, target: 
 
 
 def _done(results_path: Path) -> set[tuple[str, str]]:
-    if not results_path.exists():
-        return set()
-    data = results_path.read_bytes()
-    if data and not data.endswith(b"\n"):  # a run killed mid-write: drop the torn line
-        data = data[: data.rfind(b"\n") + 1]
-        results_path.write_bytes(data)
-    done = set()
-    for line in data.decode("utf-8").splitlines():
-        row = json.loads(line)
-        done.add((row["variant"], row["id"]))
-    return done
+    cut_torn_tail(results_path)  # a run killed mid-write: the torn line goes (truncated, not rewritten)
+    return {(row["variant"], row["id"]) for row in read_jsonl(results_path)}
 
 
 class OutputChecks:
@@ -260,8 +253,7 @@ def summarise(
 ) -> dict:
     """Statistics over the prompts every variant answered (and, given `ids`, only those prompts)."""
     rows: dict[str, dict[str, dict]] = defaultdict(dict)
-    for line in results_path.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
+    for row in read_jsonl(results_path):
         if row["variant"] in variants and (ids is None or row["id"] in ids):
             rows[row["variant"]][row["id"]] = row
     ids = (
