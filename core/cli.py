@@ -661,13 +661,27 @@ def train_sft_command(recipe, model, data_paths, out, max_steps, epochs, learnin
 @click.option("--learning-rate", type=click.FloatRange(0, min_open=True), default=5e-6, show_default=True)
 @click.option("--max-steps", type=click.IntRange(0), default=0, show_default=True, help="0: --epochs over the pairs.")
 @click.option("--epochs", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=4, show_default=True, help="Pairs per process.")
+@click.option("--save-steps", type=click.IntRange(1), default=20, show_default=True, help="Checkpoint every N steps.")
 @click.option("--target", type=click.Choice(list(PROFILES)), default="generic", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 def train_dpo_command(
-    traces, model, adapter, out, min_margin, beta, learning_rate, max_steps, epochs, batch_size, target, seed
+    traces,
+    model,
+    adapter,
+    out,
+    min_margin,
+    beta,
+    learning_rate,
+    max_steps,
+    epochs,
+    batch_size,
+    save_steps,
+    target,
+    seed,
 ):
-    """Preference training on stage-2 traces: per prompt, its best rewrite over its worst (TRL DPOTrainer)."""
+    """Preference training on stage-2 traces: per prompt, its best rewrite over its worst (TRL DPOTrainer).
+    A rerun into the same --out resumes from its newest complete checkpoint."""
     from enhancer.distributed import current_process
     from enhancer.dpo import DPOSettings, TracesError, train_dpo
     from enhancer.models import resolve_model
@@ -683,6 +697,7 @@ def train_dpo_command(
         epochs=epochs,
         batch_size=batch_size,
         min_margin=min_margin,
+        save_steps=save_steps,
     )
     try:
         final = train_dpo(
