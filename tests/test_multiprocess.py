@@ -101,7 +101,8 @@ def _steps_written(traces: Path, step: int):
     return ready
 
 
-def test_grpo_run_on_two_processes_survives_a_killed_rank(tiny_model_dir, tmp_path, cli_env):
+@pytest.mark.parametrize("trainer", ["trl_grpo", pytest.param("trl_ppo", marks=pytest.mark.slow)])
+def test_run_on_two_processes_survives_a_killed_rank(trainer, tiny_model_dir, tmp_path, cli_env):
     out = tmp_path / "run"
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join((REPO / "data/stage1/starter.jsonl").read_text().splitlines(keepends=True)[:8]))
@@ -114,8 +115,8 @@ def test_grpo_run_on_two_processes_survives_a_killed_rank(tiny_model_dir, tmp_pa
                 "backend": "synthetic",
                 "backend_options": {"latency_s": 0.3},  # room to land the kill inside a step
                 "rewards": ["keep", "coverage"],
-                "trainer": "trl_grpo",
-                "trainer_options": {"save_steps": 1},
+                "trainer": trainer,
+                "trainer_options": {"save_steps": 1, **({"num_ppo_epochs": 1} if trainer == "trl_ppo" else {})},
                 "stage1_data": [str(pairs)],
                 "stage2_data": [str(REPO / "data" / "stage2")],
                 "out": str(out),
@@ -141,7 +142,7 @@ def test_grpo_run_on_two_processes_survives_a_killed_rank(tiny_model_dir, tmp_pa
 
     code, stdout, stderr = _finish(_launch(["run", "--resume", "--out", str(out)], cli_env))
     assert code == 0, stderr[-4000:]
-    assert "[rank 0/2] trl_grpo: resuming at update" in stderr and "[rank 1/2]" in stderr
+    assert f"[rank 0/2] {trainer}: resuming" in stderr and "[rank 1/2]" in stderr
 
     rows = read_jsonl(traces)
     assert Counter((r["step"], r["index"]) for r in rows) == Counter(

@@ -86,9 +86,18 @@ def test_a_killed_sft_run_resumes_from_its_checkpoint(tiny_model_dir, tmp_path):
     checkpoints = out / "stage1" / "checkpoints"
     assert (checkpoints / "checkpoint-2").exists()
     shutil.rmtree(out / "stage1" / "adapter")  # killed after the checkpoint, before the final save
+    # and two checkpoints cut short by kills mid-save: one with a torn trainer_state.json, one without it
+    for number, state in ((3, '{"global_step": 3, "log_hi'), (4, None)):
+        shutil.copytree(checkpoints / "checkpoint-2", checkpoints / f"checkpoint-{number}")
+        (checkpoints / f"checkpoint-{number}" / "trainer_state.json").unlink()
+        if state:
+            (checkpoints / f"checkpoint-{number}" / "trainer_state.json").write_text(state)
     resumed = _train(tiny_model_dir, out, 4)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming" in resumed.stderr
+    assert f"resuming at step 2 from {checkpoints / 'checkpoint-2'}" in resumed.stderr
+    for number in (3, 4):
+        assert f"checkpoint {checkpoints / f'checkpoint-{number}'} is incomplete" in resumed.stderr
+        assert (checkpoints / "incomplete" / f"checkpoint-{number}").is_dir()  # set aside, not deleted
     state = json.loads((checkpoints / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4
     logged = [entry["step"] for entry in state["log_history"] if "loss" in entry]

@@ -29,7 +29,8 @@ a resumed run follows the same schedule. On CPU: `use_cpu=True, bf16=False` (set
 
 Several processes (torchrun, accelerate): each update's rewrites are split evenly over them, each process's
 reward-model call runs its share through the rollout, and the main process alone writes checkpoints and the
-final adapter.
+final adapter. The KL reference is then a frozen copy of the SFT policy in each process (TRL 1.12's switch-the-
+LoRA-off reference does not work through DDP), so PPO on N processes holds one more model copy per process.
 """
 
 from __future__ import annotations
@@ -247,7 +248,10 @@ class PPOPolicyTrainer:
             args=args,
             processing_class=tokenizer,
             model=model,
-            ref_model=None,
+            # one process: the reference is the policy with its LoRA switched off (no copy). Several: TRL 1.12's
+            # adapter switch reaches through the DDP wrapper and fails, so the reference is a frozen copy of the
+            # same merged SFT weights (one more model in memory per process)
+            ref_model=merged_policy(policy.model_path, policy.adapter, dtype).eval() if process.distributed else None,
             reward_model=bridge,
             train_dataset=Dataset.from_list(rows),
             eval_dataset=Dataset.from_list(rows[:batch]),
