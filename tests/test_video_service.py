@@ -12,6 +12,7 @@ from collections import Counter
 import pytest
 
 from enhancer.contracts import VideoJobFailed
+from enhancer.files import read_jsonl
 from enhancer.plugins.sora import SoraBackend
 from enhancer.plugins.synthetic import SyntheticBackend
 from enhancer.serve.videos import VideoProtocolServer
@@ -237,3 +238,71 @@ def test_concurrency_divides_the_wall_time_of_a_slow_backend():
     assert serial["ok"] == concurrent["ok"] == 16
     assert serial["seconds"] >= 16 * 0.3
     assert concurrent["seconds"] < serial["seconds"] / 4, (serial, concurrent)
+
+
+class Counting(SyntheticBackend):
+    """The synthetic renderer, counting how many jobs it runs at once."""
+
+    def __init__(self, out_dir, **options):
+        super().__init__(out_dir, **options)
+        self.running, self.most, self.lock = 0, 0, threading.Lock()
+
+    async def generate(self, prompt, **options):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            return await super().generate(prompt, **options)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_worker_pool_spreads_jobs_with_per_worker_concurrency(tmp_path):
+    workers = [Counting(str(tmp_path / f"server-{i}"), latency_s=0.4) for i in range(2)]
+    with VideoProtocolServer(workers[0], concurrency=4) as one, VideoProtocolServer(workers[1], concurrency=4) as two:
+        pool = SoraBackend(
+            str(tmp_path / "client"),
+            base_url=f"{one.base_url},{two.base_url}",  # as --option base_url=A,B gives it
+            poll_interval_s=0.02,
+            request_timeout_s=5,
+            worker_concurrency=1,
+        )
+        service = VideoService(pool, tmp_path / "cache", concurrency=8, retry=FAST)
+        results = service.generate([VideoRequest(f"a tram number {i}", seconds=1, size="32x32") for i in range(8)])
+        assert [r.status for r in results] == ["ok"] * 8
+        assert (len(one.jobs), len(two.jobs)) == (4, 4)  # the least busy worker took each job
+        assert workers[0].most == workers[1].most == 1  # and never more than one at a time
+        jobs = {r["job_id"] for r in read_jsonl(tmp_path / "cache" / "index.jsonl") if r["status"] == "ok"}
+        assert {j.split("@")[1] for j in jobs} == {one.base_url, two.base_url}  # each job id names its worker
+
+        # a client that gave up after submitting: the resumed one polls the job on the worker that has it
+        impatient = RetryPolicy(max_attempts=1, attempt_timeout_s=0.2)
+        first = VideoService(pool, tmp_path / "cache", retry=impatient)
+        [result] = first.generate([VideoRequest("a late tram", seconds=1, size="32x32")])
+        assert result.status == "failed" and "gave up" in result.error
+        again = VideoService(pool, tmp_path / "cache", retry=FAST)
+        [result] = again.generate([VideoRequest("a late tram", seconds=1, size="32x32")])
+        assert result.status == "ok" and len(one.jobs) + len(two.jobs) == 9  # polled, not created again
+
+
+def test_a_dead_worker_is_rested_and_the_others_take_its_jobs(tmp_path):
+    live = Counting(str(tmp_path / "server"))
+    dead = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
+    with VideoProtocolServer(live, concurrency=4) as server:
+        pool = SoraBackend(
+            str(tmp_path / "client"), base_url=[dead, server.base_url], poll_interval_s=0.02, request_timeout_s=5
+        )
+        service = VideoService(pool, tmp_path / "cache", concurrency=4, retry=FAST)
+        results = service.generate([VideoRequest(f"a mill number {i}", seconds=1, size="32x32") for i in range(6)])
+    assert [r.status for r in results] == ["ok"] * 6 and len(server.jobs) == 6
+    assert service.stats.retries >= 1 and pool._rested[dead][0] >= 1  # it was tried, failed and rested
+    assert pool.cache_identity()["base_url"] == sorted([dead, server.base_url])

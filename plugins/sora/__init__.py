@@ -14,6 +14,16 @@ cost_per_second (USD per second of video, for the budget; default 0.10, what sor
 poll_interval_s, request_timeout_s. Retries, the cache and the budget are the core's (enhancer.video_service):
 the SDK's own retries are off so that faults are counted once, and each job is created with an Idempotency-Key,
 so a retried create returns the job already made instead of paying for a second.
+
+A pool of workers: `base_url` may name several servers (a list in a recipe, or comma-separated), for example one
+`enhancer video serve` per GPU. Each job goes to the least busy worker that has room (`worker_concurrency` jobs
+at most per worker; unlimited when left out); a worker that refuses connections or answers 5xx is rested for a
+while (2, 4, 8 ... 60 s) while others take its jobs; a job's retries stay on the worker that got it (its
+Idempotency-Key only means something there), and the job id recorded in the cache names its worker, so a
+resumed run polls the right one. Set the run's `rl.concurrency` to workers x worker_concurrency.
+
+    enhancer run --recipe R   # backend_options: {base_url: [http://gpu-1:8100/v1, http://gpu-2:8100/v1],
+                              #                   worker_concurrency: 1}
 """
 
 from __future__ import annotations
@@ -48,52 +58,96 @@ def _retry_after(error) -> float | None:
         return None  # an HTTP date; the core's backoff decides
 
 
+def _urls(base_url) -> list[str]:
+    """One URL, a comma-separated string of them, or a list (a recipe's YAML list)."""
+    values = base_url if isinstance(base_url, (list, tuple)) else str(base_url or "").split(",")
+    urls = [str(u).strip().rstrip("/") for u in values if str(u).strip()]
+    if len(set(urls)) != len(urls):
+        raise ValueError(f"base_url names a worker twice: {', '.join(urls)}")
+    return urls
+
+
 class SoraBackend:
-    """The OpenAI videos protocol: create, poll, download."""
+    """The OpenAI videos protocol: create, poll, download; one server or a pool of them."""
 
     name = "sora"
 
     def __init__(
         self,
         out_dir: str,
-        base_url: str | None = None,
+        base_url: str | list[str] | None = None,
         api_key: str | None = None,
         model: str = "sora-2",
         cost_per_second: float = 0.10,
         poll_interval_s: float = 2.0,
         request_timeout_s: float = 60.0,
+        worker_concurrency: int | None = None,
     ):
-        base_url = base_url or os.environ.get("ENHANCER_SORA_BASE_URL")
-        if not base_url:
+        urls = _urls(base_url or os.environ.get("ENHANCER_SORA_BASE_URL"))
+        if not urls or any(u.startswith("https://api.openai.com") for u in urls):
             raise ValueError(CLOSED_NOTE)
-        if base_url.rstrip("/").startswith("https://api.openai.com"):
-            raise ValueError(CLOSED_NOTE)
+        if worker_concurrency is not None and int(worker_concurrency) < 1:
+            raise ValueError(f"worker_concurrency must be at least 1, got {worker_concurrency}")
         self.out_dir = Path(out_dir)
-        self.base_url = base_url.rstrip("/")
+        self.base_urls = urls
+        self.base_url = urls[0]
         self.model = model
         self.cost_per_second = float(cost_per_second)
         self.poll_interval_s = float(poll_interval_s)
+        self.worker_concurrency = int(worker_concurrency) if worker_concurrency is not None else None
         self._api_key = (
             api_key or os.environ.get("ENHANCER_SORA_API_KEY") or os.environ.get("OPENAI_API_KEY") or "none"
         )
         self._timeout = float(request_timeout_s)
         self._clients: dict = {}
+        self._busy: dict[str, set[str]] = {url: set() for url in urls}  # jobs each worker is running for us
+        self._rested: dict[str, tuple[int, float]] = {}  # worker -> (faults in a row, resting until)
+        self._assigned: dict[str, str] = {}  # idempotency key -> the worker its create went to
 
-    @property
-    def client(self):
-        """One SDK client per event loop: its connection pool belongs to the loop that made it, and each
+    def client(self, url: str | None = None):
+        """One SDK client per worker and event loop: a connection pool belongs to the loop that made it, and each
         `VideoService.generate` call runs its own loop."""
         from openai import AsyncOpenAI
 
         loop = id(asyncio.get_running_loop())
-        if loop not in self._clients:
-            self._clients = {
-                loop: AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, max_retries=0, timeout=self._timeout)
-            }
-        return self._clients[loop]
+        if any(held != loop for held, _ in self._clients):
+            self._clients = {}
+        url = url or self.base_url
+        if (loop, url) not in self._clients:
+            self._clients[(loop, url)] = AsyncOpenAI(
+                base_url=url, api_key=self._api_key, max_retries=0, timeout=self._timeout
+            )
+        return self._clients[(loop, url)]
+
+    async def _worker_for(self, key: str) -> str:
+        """The worker for a new job: the one its earlier attempt went to, else the least busy rested one with room."""
+        if key in self._assigned:
+            return self._assigned[key]
+        while True:
+            now = time.monotonic()
+            awake = [u for u in self.base_urls if self._rested.get(u, (0, 0.0))[1] <= now]
+            candidates = awake or [min(self.base_urls, key=lambda u: self._rested[u][1])]  # all resting: soonest
+            room = [
+                u
+                for u in candidates
+                if self.worker_concurrency is None or len(self._busy[u]) < self.worker_concurrency
+            ]
+            if room:
+                worker = min(room, key=lambda u: len(self._busy[u]))  # ties: the order given
+                self._assigned[key] = worker
+                return worker
+            await asyncio.sleep(min(self.poll_interval_s, 0.1))
+
+    def _fault(self, worker: str, error: Exception) -> None:
+        """Rest a worker that refused a connection or failed on the server side; others take its new jobs."""
+        if isinstance(error, TransientVideoError) and not str(error).startswith("429"):
+            faults = self._rested.get(worker, (0, 0.0))[0] + 1
+            self._rested[worker] = (faults, time.monotonic() + min(60.0, 2.0**faults))
 
     def cache_identity(self) -> dict:
-        return {"backend": self.name, "base_url": self.base_url, "model": self.model}
+        # workers of one pool serve the same model: a video is the pool's, whichever worker made it
+        urls = self.base_url if len(self.base_urls) == 1 else sorted(self.base_urls)
+        return {"backend": self.name, "base_url": urls, "model": self.model}
 
     def estimate_cost(self, *, seconds: float, size: str) -> float:
         return round(self.cost_per_second * float(seconds), 6)
@@ -117,28 +171,50 @@ class SoraBackend:
 
     async def submit(self, prompt, *, idempotency_key, seed, seconds, size, negative_prompt=None) -> str:
         extra = {"seed": seed, **({"negative_prompt": negative_prompt} if negative_prompt else {})}
-        job = await self._call(
-            self.client.videos.create(
-                prompt=prompt,
-                model=self.model,
-                seconds=str(int(seconds)) if float(seconds).is_integer() else str(seconds),
-                size=size,
-                extra_headers={"Idempotency-Key": idempotency_key},
-                extra_body=extra,
+        worker = await self._worker_for(idempotency_key)
+        busy = self._busy[worker]
+        busy.add(idempotency_key)  # the slot is taken from the create on
+        try:
+            job = await self._call(
+                self.client(worker).videos.create(
+                    prompt=prompt,
+                    model=self.model,
+                    seconds=str(int(seconds)) if float(seconds).is_integer() else str(seconds),
+                    size=size,
+                    extra_headers={"Idempotency-Key": idempotency_key},
+                    extra_body=extra,
+                )
             )
-        )
-        return job.id  # even a job that failed at once exists (and may be billed): fetch reports the failure
+        except TransientVideoError as error:
+            self._fault(worker, error)
+            if not _maybe_accepted(error):
+                self._assigned.pop(idempotency_key, None)  # never reached the server: another worker may take it
+            raise
+        finally:
+            busy.discard(idempotency_key)
+        self._rested.pop(worker, None)
+        busy.add(job.id)  # until fetch has it
+        # even a job that failed at once exists (and may be billed): fetch reports the failure
+        return job.id if len(self.base_urls) == 1 else f"{job.id}@{worker}"
 
     async def fetch(self, job_id, *, seed, seconds, size, negative_prompt=None) -> Video:
+        job_id, _, worker = job_id.partition("@")
+        worker = worker or self.base_url
+        client = self.client(worker)
+        busy = self._busy.setdefault(worker, set())
+        busy.add(job_id)  # a resumed job counts against its worker too
         started = time.perf_counter()
-        while True:
-            job = await self._call(self.client.videos.retrieve(job_id))
-            if job.status == "completed":
-                break
-            if job.status == "failed":
-                raise VideoJobFailed(_job_error(job))
-            await asyncio.sleep(self.poll_interval_s)
-        content = await self._call(self.client.videos.download_content(job_id, variant="video"))
+        try:
+            while True:
+                job = await self._call(client.videos.retrieve(job_id))
+                if job.status == "completed":
+                    break
+                if job.status == "failed":
+                    raise VideoJobFailed(_job_error(job))
+                await asyncio.sleep(self.poll_interval_s)
+            content = await self._call(client.videos.download_content(job_id, variant="video"))
+        finally:
+            busy.discard(job_id)
         data = content.content
         if not data:
             raise TransientVideoError(f"video {job_id}: empty download")
@@ -163,6 +239,15 @@ class SoraBackend:
             prompt, idempotency_key=key, seed=seed, seconds=seconds, size=size, negative_prompt=negative_prompt
         )
         return await self.fetch(job_id, seed=seed, seconds=seconds, size=size, negative_prompt=negative_prompt)
+
+
+def _maybe_accepted(error: TransientVideoError) -> bool:
+    """Could the server have created the job although we saw an error? Not when it said 429 or when no
+    connection was made; yes after a timeout or a dropped reply (the retry must then go to the same worker)."""
+    if str(error).startswith("429"):
+        return False
+    cause = error.__cause__  # the SDK's APIConnectionError, itself caused by the HTTP library's error
+    return type(getattr(cause, "__cause__", None)).__name__ != "ConnectError"  # httpx and its successors
 
 
 def _job_error(job) -> str:
