@@ -17,10 +17,24 @@ summary.json, model cards, adapters); the others wait at a barrier where they wo
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+# accelerate 1.x starts several CPU processes only through MPI (with a hostfile); otherwise `--cpu --num_processes N`
+# runs one process and leaves this trace: MASTER_PORT set, WORLD_SIZE not
+ONE_CPU_PROCESS = (
+    "accelerate launch --cpu --num_processes N started ONE process (accelerate runs several CPU processes only "
+    "through MPI); for N processes on CPUs use `accelerate launch --multi_gpu --num_processes N ...` (on a machine "
+    "without GPUs each process then runs on the CPU over gloo) or `torchrun --nproc_per_node N -m enhancer.cli ...`"
+)
+
+
+def _truthy(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")
 
 
 @dataclass(frozen=True)
@@ -86,10 +100,13 @@ class ProcessContext:
         return lambda message: log(f"[{self.label}] {message}")
 
 
+@functools.cache
 def current_process() -> ProcessContext:
-    """The context of this process, from the launcher's environment; starts the process group when there are
-    several processes and it is not started yet."""
+    """The context of this process, from the launcher's environment (read once); starts the process group when
+    there are several processes and it is not started yet."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if "WORLD_SIZE" not in os.environ and "MASTER_PORT" in os.environ and _truthy("ACCELERATE_USE_CPU"):
+        warnings.warn(ONE_CPU_PROCESS, stacklevel=2)
     if world_size <= 1:
         return ProcessContext()
     import torch
