@@ -63,7 +63,24 @@ def test_there_are_recipes():
     sft = {r.name for r in RUN_RECIPES if r.parent.name == "sft"}
     assert sft == {"smollm2-135m-cpu.yaml", "qwen2.5-0.5b.yaml", "qwen2.5-7b.yaml", "qwen2.5-14b.yaml"}
     rl = {r.name: RunConfig.from_yaml(str(r)) for r in RUN_RECIPES if r.parent.name == "rl"}
-    assert set(rl) == {"smollm2-135m-cpu.yaml", "qwen2.5-14b-sora.yaml", "qwen2.5-14b-wan.yaml"}
+    assert set(rl) == {
+        "smollm2-135m-cpu.yaml",
+        "qwen2.5-14b-sora.yaml",
+        "qwen2.5-14b-wan.yaml",
+        "qwen2.5-14b-cluster.yaml",
+    }
+    # the GPU recipes' rewrites per update split evenly over the processes their launch lines start
+    for name, processes in (
+        ("qwen2.5-14b-sora.yaml", 8),
+        ("qwen2.5-14b-wan.yaml", 8),
+        ("qwen2.5-14b-cluster.yaml", 4),
+    ):
+        rl[name].validate_for(processes)
+        assert f"--recipe recipes/rl/{name}" in (REPO / "recipes" / "rl" / name).read_text()
+    pool = PluginRegistry.load().create(
+        "backend", "sora", out_dir="unused", **rl["qwen2.5-14b-cluster.yaml"].backend_options
+    )
+    assert len(pool.base_urls) == 4 and pool.worker_concurrency == 1  # the options bind to the plugin
     assert (rl["qwen2.5-14b-sora.yaml"].backend, rl["qwen2.5-14b-sora.yaml"].trainer) == ("sora", "trl_ppo")
     assert rl["qwen2.5-14b-sora.yaml"].rewards == ["visionreward"]
 

@@ -20,7 +20,9 @@ A pool of workers: `base_url` may name several servers (a list in a recipe, or c
 at most per worker; unlimited when left out); a worker that refuses connections or answers 5xx is rested for a
 while (2, 4, 8 ... 60 s) while others take its jobs; a job's retries stay on the worker that got it (its
 Idempotency-Key only means something there), and the job id recorded in the cache names its worker, so a
-resumed run polls the right one. Set the run's `rl.concurrency` to workers x worker_concurrency.
+resumed run polls the right one. `worker_concurrency` counts this process's jobs: under N training processes
+a worker may get N times as many, and the server's own `--concurrency` (jobs it runs at once; it queues the
+rest) is the hard limit.
 
     enhancer run --recipe R   # backend_options: {base_url: [http://gpu-1:8100/v1, http://gpu-2:8100/v1],
                               #                   worker_concurrency: 1}
@@ -103,6 +105,7 @@ class SoraBackend:
         self._busy: dict[str, set[str]] = {url: set() for url in urls}  # jobs each worker is running for us
         self._rested: dict[str, tuple[int, float]] = {}  # worker -> (faults in a row, resting until)
         self._assigned: dict[str, str] = {}  # idempotency key -> the worker its create went to
+        self._turn = 0
 
     def client(self, url: str | None = None):
         """One SDK client per worker and event loop: a connection pool belongs to the loop that made it, and each
@@ -133,7 +136,12 @@ class SoraBackend:
                 if self.worker_concurrency is None or len(self._busy[u]) < self.worker_concurrency
             ]
             if room:
-                worker = min(room, key=lambda u: len(self._busy[u]))  # ties: the order given
+                # ties go round, starting at this process's rank, so the processes of a run do not all pick the
+                # same first worker
+                self._turn += 1
+                start = self._turn + int(os.environ.get("RANK", "0"))
+                order = {u: (i - start) % len(self.base_urls) for i, u in enumerate(self.base_urls)}
+                worker = min(room, key=lambda u: (len(self._busy[u]), order[u]))
                 self._assigned[key] = worker
                 return worker
             await asyncio.sleep(min(self.poll_interval_s, 0.1))
