@@ -160,7 +160,6 @@ def run(config: RunConfig | str | None = None, registry: PluginRegistry | None =
         budget=Budget(max_videos=config.rl.max_videos, max_cost_usd=config.rl.max_cost_usd),
         video_seed=config.seed,
         process=process,
-        log=log,
     )
     prompts = load_prompts(config.stage2_data)
     trained_format = read_metadata(adapter).get("prompt_format") if adapter else None

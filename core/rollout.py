@@ -56,7 +56,6 @@ class Rollout:
         budget: Budget | None = None,
         video_seed: int = 0,
         process: ProcessContext | None = None,
-        log=None,
     ):
         self.backend = backend
         self.scorers = list(scorers)
@@ -67,7 +66,6 @@ class Rollout:
         self.budget = budget or Budget()
         self.video_seed = video_seed
         self.process = process or ProcessContext()
-        self.log = log or (lambda message: None)
         self.out_dir = Path(out_dir)
         self.traces_path = self.out_dir / "traces.jsonl"
         self.out_dir.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -94,7 +95,9 @@ class DiffusersBackend:
         if self.pipeline_name not in PIPELINES:
             raise ValueError(f"pipeline {self.pipeline_name!r}: choose one of {', '.join(PIPELINES)}")
         self.class_name, self.frame_step, self.multiple, default_fps = PIPELINES[self.pipeline_name]
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        # under torchrun/accelerate each process renders on its own GPU (LOCAL_RANK); a lone worker on GPU 0
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = device or (f"cuda:{local}" if torch.cuda.is_available() else "cpu")
         self.dtype = dtype or ("bfloat16" if self.device.startswith("cuda") else "float32")
         if not isinstance(getattr(torch, self.dtype, None), torch.dtype):
             raise ValueError(f"dtype {self.dtype!r}: use float32, bfloat16 or float16")
