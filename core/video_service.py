@@ -157,18 +157,15 @@ class BudgetLedger:
             self._event("reserve", key, cost)
             self.reserved[key] = cost
 
-    def commit(self, key: str, cost: float | None = None) -> None:
+    def commit(self, key: str) -> None:
         """The job is paid: charge its key (once, whichever process or restart gets here)."""
         with file_lock(self.lock_path):
             self.refresh()
-            if key in self.charges:
-                return
-            cost = self.reserved.pop(key, None) if cost is None else cost
-            if cost is None:
-                return  # never reserved here: nothing to charge
+            if key in self.charges or key not in self.reserved:
+                return  # charged already, or never reserved: nothing to charge
+            cost = self.reserved.pop(key)
             append_jsonl(self.path, [{"key": key, "cost_usd": cost, "time": time.time()}])
             self.charges[key] = cost
-            self.reserved.pop(key, None)
 
     def release(self, key: str) -> None:
         """The server never accepted the job (e.g. 429 on create): nothing was spent."""
