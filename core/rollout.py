@@ -96,8 +96,8 @@ class Rollout:
         self._check_budget(enhanced_prompts)  # the same verdict on every process
         local_error = None
         try:
-            rewards, rows = self._local(simple_prompts, enhanced_prompts)
-            outcome = {"rows": rows}
+            rewards, rows, video_error = self._local(simple_prompts, enhanced_prompts)
+            outcome = {"rows": rows, "video_error": video_error}
         except Exception as error:  # every process must hear of it, or the others would wait for this one forever
             rewards, local_error = None, error
             outcome = {"error": f"{type(error).__name__}: {error}", "budget": isinstance(error, BudgetExceeded)}
@@ -109,6 +109,10 @@ class Rollout:
                 if other["budget"]:
                     raise BudgetExceeded(other["error"])
                 raise RuntimeError(f"the rollout failed on process {rank}: {other['error']}")
+        if all(row["video_path"] is None for other in gathered for row in other["rows"]):
+            errors = [other["video_error"] for other in gathered if other["video_error"]]
+            if errors:  # no video at all for the step: nothing to learn from, and likely a broken backend
+                raise RuntimeError(f"every video of the step failed; first error: {errors[0]}")
         if self.process.is_main:
             finished = round(time.time(), 3)  # when the step's rewards were in (unix seconds)
             rows = [row for other in gathered for row in other["rows"]]
@@ -195,9 +199,10 @@ class Rollout:
         if verdict:
             raise (BudgetExceeded if verdict.startswith("budget") else RuntimeError)(verdict)
 
-    def _local(self, simple_prompts: list[str], enhanced_prompts: list[str]) -> tuple[list[float | None], list[dict]]:
-        """Videos and rewards for this process's samples, and their trace rows (without step, index and time)."""
-        videos = asyncio.run(self._videos(enhanced_prompts)) if enhanced_prompts else []
+    def _local(self, simple_prompts: list[str], enhanced_prompts: list[str]) -> tuple[list, list[dict], str | None]:
+        """Videos and rewards for this process's samples, their trace rows (without step, index and time) and the
+        first video error, if any."""
+        videos, video_error = asyncio.run(self._videos(enhanced_prompts)) if enhanced_prompts else ([], None)
         samples = [
             Sample(s, e, video.path if video else None, self.video_seed)
             for s, e, video in zip(simple_prompts, enhanced_prompts, videos, strict=True)
@@ -220,18 +225,16 @@ class Rollout:
             }
             for i, (sample, video) in enumerate(zip(samples, videos, strict=True))
         ]
-        return rewards, rows
+        return rewards, rows, video_error
 
-    async def _videos(self, prompts: list[str]) -> list[Video | None]:
+    async def _videos(self, prompts: list[str]) -> tuple[list[Video | None], str | None]:
         requests = [VideoRequest(p, self.video_seed, self.seconds, self.size) for p in prompts]
         results = await self.service.agenerate(requests)
         skipped = [r for r in results if r.status == "skipped"]
         if skipped:  # another run sharing the cache spent the budget after the step's check
             raise BudgetExceeded(skipped[0].error)
-        failed = [r for r in results if r.status != "ok"]
-        if failed and len(failed) == len(results):
-            raise RuntimeError(f"every video of the step failed; first error: {failed[0].error}")
-        return [r.video if r.status == "ok" else None for r in results]
+        failed = [r.error for r in results if r.status != "ok"]
+        return [r.video if r.status == "ok" else None for r in results], (failed[0] if failed else None)
 
     def _score(self, scorer, samples: list[Sample]) -> list[float | None]:
         scores = list(scorer.score(samples))

@@ -172,3 +172,23 @@ def test_processes_sharing_a_cache_keep_the_cap_and_make_each_video_once(tmp_pat
     ok = [prompt for prompt, (code, _, _) in zip(prompts, done, strict=True) if code == 0]
     assert ok.count("a red kite") in (0, 2)  # both askers got the one video, or the cap refused both
     assert all("budget" in err for code, _, err in done if code != 0), done
+
+
+class Refusing(SyntheticBackend):
+    """Refuses prompts that mention a forbidden thing, the way a moderation check would."""
+
+    async def generate(self, prompt, **options):
+        if "forbidden" in prompt:
+            raise RuntimeError("moderation_blocked")
+        return await super().generate(prompt, **options)
+
+
+def test_a_step_goes_on_with_some_videos_and_stops_with_none(tmp_path):
+    rollout = Rollout(Refusing(str(tmp_path / "videos")), [KeepScorer()], out_dir=tmp_path, seconds=0.5, size="32x32")
+    rewards = rollout(["a fox", "a fox"], ["A fox at dawn.", "A forbidden fox."])
+    assert rewards == [1.0, 1.0]  # the text scorer still judges the rewrite whose video failed
+    rows = read_jsonl(tmp_path / "traces.jsonl")
+    assert [r["video_path"] is None for r in rows] == [False, True]
+    with pytest.raises(RuntimeError, match="every video of the step failed; first error: .*moderation_blocked"):
+        rollout(["a fox"], ["Another forbidden fox."])
+    assert len(read_jsonl(tmp_path / "traces.jsonl")) == 2  # the failed step wrote no rows
