@@ -123,6 +123,19 @@ class StubTrainer:
         return str(out)
 
 
+class FourArgumentTrainer:
+    """A trainer written before trainers were given a context: `train(policy, dataset, rollout, config)`."""
+
+    name = "stub_trainer_v1"
+
+    def train(self, policy, dataset, rollout, config):
+        rewards = rollout([dataset[0]], [f"{dataset[0]}, at dawn, wide shot"])
+        out = Path(config.out) / "stage2" / "v1.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"rewards": rewards}), encoding="utf-8")
+        return str(out)
+
+
 @hookimpl
 def enhancer_video_backends():
     return {"stub_video": StubBackend}
@@ -135,4 +148,4 @@ def enhancer_reward_scorers():
 
 @hookimpl
 def enhancer_policy_trainers():
-    return {"stub_trainer": StubTrainer}
+    return {"stub_trainer": StubTrainer, "stub_trainer_v1": FourArgumentTrainer}

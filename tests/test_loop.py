@@ -130,6 +130,20 @@ def test_rerun_skips_finished_stage1_and_reuses_videos(tiny_model_dir, tmp_path)
     assert (out / "config.yaml").read_text() == saved
 
 
+def test_a_trainer_without_a_context_still_runs(tiny_model_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    adapter = tmp_path / "adapter"  # a stage-1 adapter to start from, so the run goes straight to stage 2
+    lora = LoraConfig(r=2, target_modules="all-linear", task_type="CAUSAL_LM")
+    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), lora).save_pretrained(adapter)
+    out = tmp_path / "run"
+    summary = run(_config(tiny_model_dir, out, trainer="stub_trainer_v1", adapter=str(adapter)))
+    assert json.loads(Path(summary["checkpoint"]).read_text())["rewards"][0] is not None
+    traces = [json.loads(line) for line in (out / "traces.jsonl").read_text().splitlines()]
+    assert [(t["step"], t["index"]) for t in traces] == [(0, 0)]
+
+
 def test_budget_stops_before_the_cap(tiny_model_dir, tmp_path):
     from enhancer.rollout import BudgetExceeded
 
