@@ -46,6 +46,7 @@ class SFTConfig:
     )
 
     def __post_init__(self):
+        coerce_numbers(self, "sft.")
         _positive(
             self,
             "learning_rate",
@@ -86,6 +87,7 @@ class RLConfig:
     max_cost_usd: float | None = field(default=None, metadata={"help": "Stop cleanly before spending more."})
 
     def __post_init__(self):
+        coerce_numbers(self, "rl.")
         _positive(
             self,
             "max_steps",
@@ -133,6 +135,7 @@ class RunConfig:
     def __post_init__(self):
         from enhancer.prompts import get_profile
 
+        coerce_numbers(self)
         if isinstance(self.sft, dict):
             self.sft = SFTConfig(**self.sft)
         if isinstance(self.rl, dict):
@@ -192,6 +195,19 @@ class RunConfig:
 
     def to_yaml(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+def coerce_numbers(config, prefix: str = "") -> None:
+    """Numbers written as strings become numbers: YAML 1.1 (PyYAML) reads `2e-4`, with no dot, as the string
+    '2e-4'. A string that is not a number fails with the field's name."""
+    for item in fields(config):
+        value = getattr(config, item.name)
+        wanted = str(item.type).replace(" ", "").removesuffix("|None")
+        if isinstance(value, str) and wanted in ("float", "int"):
+            try:
+                setattr(config, item.name, float(value) if wanted == "float" else int(value))
+            except ValueError:
+                raise ValueError(f"{prefix}{item.name}: expected a number ({wanted}), got {value!r}") from None
 
 
 def _positive(config, *names: str) -> None:

@@ -77,6 +77,21 @@ def check_same_run(out: Path, config: RunConfig) -> None:
         )
 
 
+def check_plugins(registry: PluginRegistry, config: RunConfig) -> None:
+    """Fail on a wrong plugin name or option now, with the registered names or the allowed options, not after an
+    hour of stage 1. Nothing is built and no model loads."""
+    registry.check_options("backend", config.backend, config.backend_options, given_by_core=("out_dir",))
+    for name in config.rewards:
+        registry.check_options("scorer", name, config.reward_options.get(name, {}))
+    unused = sorted(set(config.reward_options) - set(config.rewards))
+    if unused:
+        raise PluginError(
+            f"reward_options for scorers the run does not use: {', '.join(unused)} (rewards: "
+            f"{', '.join(config.rewards)})"
+        )
+    registry.check_options("trainer", config.trainer, config.trainer_options)
+
+
 def run(config: RunConfig | str | None = None, registry: PluginRegistry | None = None, log=_log, **overrides) -> dict:
     """Run stage 1 then stage 2; returns the summary (also written to `out/summary.json`)."""
     if config is None or isinstance(config, str):
@@ -93,11 +108,7 @@ def run(config: RunConfig | str | None = None, registry: PluginRegistry | None =
     failed = [b for b in registry.broken if b.plugin in config.plugins]
     if failed:  # the user asked for these modules by name: running without them would surprise
         raise PluginError("; ".join(f"--plugin {b.plugin}: {b.error}" for b in failed))
-    # Fail on a wrong name now, with the registered names, not after an hour of stage 1.
-    registry.get("backend", config.backend)
-    for name in config.rewards:
-        registry.get("scorer", name)
-    registry.get("trainer", config.trainer)
+    check_plugins(registry, config)
 
     process = current_process()
     log = process.logger(log)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -183,6 +184,33 @@ class PluginRegistry:
             message += f" Plugins that failed to load: {broken}."
         message += " Install the package that provides it, or load a module with --plugin."
         raise UnknownPluginError(message)
+
+    def check_options(
+        self, kind: str, name: str, options: dict[str, Any], given_by_core: tuple[str, ...] = ()
+    ) -> None:
+        """Check a recipe's options for the named plugin against its factory's signature, without building it (no
+        model loads): an unknown or missing option fails here, with the allowed names, not after stage 1."""
+        entry = self.get(kind, name)
+        try:
+            parameters = inspect.signature(entry.factory).parameters
+        except (TypeError, ValueError):
+            return  # a factory whose signature cannot be read (a C extension): it checks its own options
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            return
+        named = {n: p for n, p in parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        allowed = sorted(n for n in named if n not in given_by_core)
+        unknown = sorted(set(options) - set(allowed))
+        missing = sorted(
+            n for n, p in named.items() if p.default is p.empty and n not in options and n not in given_by_core
+        )
+        where = {"backend": "backend_options", "scorer": f"reward_options.{name}", "trainer": "trainer_options"}[kind]
+        if unknown:
+            raise PluginError(
+                f"{where}: {kind} {name!r} has no option {', '.join(map(repr, unknown))}; "
+                f"its options: {', '.join(allowed) or 'none'}"
+            )
+        if missing:
+            raise PluginError(f"{where}: {kind} {name!r} needs {', '.join(map(repr, missing))}")
 
     def create(self, kind: str, name: str, **options: Any) -> Any:
         """Build the named plugin object with `options` (from the recipe)."""

@@ -14,7 +14,7 @@ from enhancer import run
 from enhancer.config import RunConfig
 from enhancer.contracts import Sample
 from enhancer.plugins.text_rewards import KeepScorer
-from enhancer.registry import UnknownPluginError
+from enhancer.registry import PluginError, UnknownPluginError
 from enhancer.video import read_frames
 
 from conftest import BIN, REPO
@@ -189,6 +189,39 @@ def test_cli_run_reports_unknown_trainer(cli_env, tmp_path):
     assert result.returncode == 2
     assert "no trainer named 'ppo_typo'" in result.stderr
     assert "stub_trainer" in result.stderr and "trl_grpo" in result.stderr
+
+
+def test_a_misspelled_plugin_option_fails_before_stage_1(cli_env, tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    out = tmp_path / "run"
+    recipe.write_text(
+        f"model: {tmp_path / 'no-model-needed'}\nbackend: synthetic\nrewards: [keep]\ntrainer: trl_grpo\n"
+        f"trainer_options: {{save_step: 5}}\nout: {out}\n"
+    )
+    result = subprocess.run(
+        [str(BIN / "enhancer"), "run", "--recipe", str(recipe)],
+        capture_output=True,
+        text=True,
+        env=cli_env,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "trainer_options: trainer 'trl_grpo' has no option 'save_step'; its options: " in result.stderr
+    assert "save_steps" in result.stderr and not out.exists()  # nothing loaded, nothing written
+
+    recipe.write_text(f"backend: synthetic\nrewards: [keep]\nreward_options: {{clean: {{}}}}\nout: {out}\n")
+    with pytest.raises(PluginError, match="reward_options for scorers the run does not use: clean"):
+        run(RunConfig.from_yaml(str(recipe)))
+
+
+def test_numbers_yaml_reads_as_strings_are_numbers(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("sft:\n  learning_rate: 2e-4\nrl:\n  learning_rate: 1e-5\n  max_cost_usd: 5e1\n")
+    config = RunConfig.from_yaml(str(recipe))  # PyYAML gives '2e-4' (no dot) as a string
+    assert (config.sft.learning_rate, config.rl.learning_rate, config.rl.max_cost_usd) == (2e-4, 1e-5, 50.0)
+    recipe.write_text("sft:\n  learning_rate: fast\n")
+    with pytest.raises(ValueError, match=r"sft\.learning_rate: expected a number \(float\), got 'fast'"):
+        RunConfig.from_yaml(str(recipe))
 
 
 def test_recipe_rejects_unknown_options(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from enhancer.config import RunConfig
+from enhancer.orchestrator import check_plugins
 from enhancer.registry import PluginRegistry
 
 from conftest import BIN, REPO
@@ -47,10 +48,7 @@ def test_eval_recipe_is_valid(recipe: Path):
 def test_recipe_is_valid(recipe: Path):
     config = RunConfig.from_yaml(str(recipe))
     registry = PluginRegistry.load(extra_modules=config.plugins)
-    registry.get("backend", config.backend)
-    for name in config.rewards:
-        registry.get("scorer", name)
-    registry.get("trainer", config.trainer)
+    check_plugins(registry, config)  # names and options bind to the plugins' factories
     for path in config.stage1_data + config.stage2_data:
         assert (REPO / path).exists(), f"{recipe.name}: {path} does not exist"
     header = recipe.read_text().splitlines()[:8]

@@ -30,8 +30,10 @@ class EvalConfig:
     out: str = field(default="runs/eval", metadata={"help": "Output folder."})
 
     def __post_init__(self):
+        from enhancer.config import coerce_numbers
         from enhancer.prompts import get_profile
 
+        coerce_numbers(self)
         if isinstance(self.scorers, str):
             self.scorers = [s.strip() for s in self.scorers.split(",") if s.strip()]
         if not self.variants:
