@@ -28,6 +28,7 @@ from pathlib import Path
 from enhancer.contracts import Sample, Video
 from enhancer.distributed import ProcessContext
 from enhancer.files import append_jsonl, cut_torn_tail, read_jsonl
+from enhancer.scoring import combine
 from enhancer.video_service import BudgetExceeded, VideoRequest, VideoService
 
 __all__ = ["Budget", "BudgetExceeded", "Rollout", "merge_summaries", "rewards_by_step"]
@@ -208,7 +209,9 @@ class Rollout:
             for s, e, video in zip(simple_prompts, enhanced_prompts, videos, strict=True)
         ]
         per_scorer = {scorer.name: self._score(scorer, samples) for scorer in self.scorers}
-        rewards = [self._combine({n: scores[i] for n, scores in per_scorer.items()}) for i in range(len(samples))]
+        rewards = [
+            combine({n: scores[i] for n, scores in per_scorer.items()}, self.weights) for i in range(len(samples))
+        ]
         rows = [
             {
                 "simple_prompt": sample.simple_prompt,
@@ -241,13 +244,6 @@ class Rollout:
         if len(scores) != len(samples):
             raise ValueError(f"scorer {scorer.name!r} returned {len(scores)} scores for {len(samples)} samples")
         return [None if s is None or (isinstance(s, float) and math.isnan(s)) else float(s) for s in scores]
-
-    def _combine(self, scores: dict[str, float | None]) -> float | None:
-        known = {n: s for n, s in scores.items() if s is not None}
-        if not known:
-            return None
-        total = sum(self.weights.get(n, 1.0) for n in known)
-        return sum(self.weights.get(n, 1.0) * s for n, s in known.items()) / total
 
 
 def merge_summaries(summaries: list[dict]) -> dict:

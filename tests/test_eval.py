@@ -191,9 +191,8 @@ def test_an_openai_compatible_endpoint_is_a_variant(eval_file, tmp_path):
 
 def test_output_checks_tell_chatter_loops_and_obeyed_adversarial_prompts_apart():
     from enhancer.eval.runner import OutputChecks
-    from enhancer.registry import PluginRegistry
 
-    checks = OutputChecks(PluginRegistry.load(), "generic")
+    checks = OutputChecks("generic")
     prompt = (
         "A slow dolly shot follows three red kites over a windy beach at golden hour, a 35mm lens keeping the "
         "dunes soft behind them; warm amber light, pale sand and teal surf, the kites' tails snapping in the "

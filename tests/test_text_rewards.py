@@ -6,7 +6,7 @@ import pytest
 
 from enhancer.contracts import Sample
 from enhancer.plugins.text_rewards import SCORERS, BudgetScorer, CleanScorer, KeepScorer, QuoteScorer, StyleScorer
-from enhancer.plugins.text_rewards.scorers import style_asked
+from enhancer.scoring.text import style_asked
 
 from conftest import REPO
 
@@ -135,3 +135,13 @@ def test_every_eval_prompt_that_names_a_style_passes_its_own_style_check():
     assert [p.id for p, s in zip(prompts, scores, strict=True) if s != 1.0] == []
     # unannotated, "3d cartoon" reads as 3d animation, not as the 2d cartoon style
     assert style_asked(Sample("3d cartoon banana slipping on its own peel", "")) == "3d-animation"
+
+
+def test_combine_is_the_weighted_mean_of_known_scores():
+    from enhancer.scoring import combine
+
+    assert combine({"a": 0.2, "b": 0.8}) == pytest.approx(0.5)
+    assert combine({"a": 0.2, "b": 0.8}, {"b": 3.0}) == pytest.approx((0.2 + 3 * 0.8) / 4)
+    assert combine({"a": None, "b": 0.8}) == pytest.approx(0.8)  # could not judge: left out, not a 0
+    assert combine({"a": 0.2, "b": 0.8}, {"b": 0.0}) == pytest.approx(0.2)  # weight 0: left out
+    assert combine({"a": None}) is None and combine({}) is None

@@ -68,7 +68,7 @@ def facts_dropped(row: dict) -> list[str]:
     """What a stage-1 pair loses of its simple prompt, judged as the eval scorers judge it: content words (up to
     a plural ending; a corrected spelling counts), and the style; plus a detailed prompt in a non-default style the user never asked for."""
     from enhancer.contracts import Sample
-    from enhancer.plugins.text_rewards.scorers import StyleScorer, content_words, dropped, style_asked
+    from enhancer.scoring.text import StyleScorer, content_words, dropped, style_asked
 
     problems = []
     missing = dropped(content_words(row["simple"]), row["detailed"])

@@ -2,8 +2,8 @@
 quoted text and the named style, with clean output in the target's word budget. `Enhancer.load(candidates=N)`
 samples N rewrites per prompt and returns them best first.
 
-The checks are the text reward scorers (the keep, quote, style, clean and budget plugins), applied to the user's
-prompt alone: no annotation is needed. Small models drop a fact in one sample and keep it in the next, so
+The checks are the core's text scorers (keep, quote, style, clean and budget: enhancer.scoring), applied to the
+user's prompt alone: no annotation is needed. Small models drop a fact in one sample and keep it in the next, so
 choosing among a few samples buys faithfulness for the price of generating them (batched, so less than N times
 the time).
 """
@@ -11,25 +11,20 @@ the time).
 from __future__ import annotations
 
 from enhancer.contracts import Sample
+from enhancer.scoring import TEXT_SCORERS, combine
 
 CHECKS = ("keep", "quote", "style", "clean", "budget")
 
 
 class FactRanker:
     def __init__(self):
-        from enhancer.registry import PluginRegistry
-
-        registry = PluginRegistry.load()
-        self.scorers = [registry.create("scorer", name) for name in CHECKS]
+        self.scorers = [TEXT_SCORERS[name]() for name in CHECKS]
 
     def scores(self, simple: str, candidates: list[str], target: str = "generic") -> list[float]:
         samples = [Sample(simple, text, target=target) for text in candidates]
-        per_check = [scorer.score(samples) for scorer in self.scorers]
-        totals = []
-        for i in range(len(candidates)):
-            known = [values[i] for values in per_check if values[i] is not None]
-            totals.append(sum(known) / len(known) if known else 0.0)
-        return totals
+        per_check = {scorer.name: scorer.score(samples) for scorer in self.scorers}
+        totals = [combine({name: values[i] for name, values in per_check.items()}) for i in range(len(candidates))]
+        return [total if total is not None else 0.0 for total in totals]
 
     def rank(self, simple: str, candidates: list[str], target: str = "generic") -> list[str]:
         """Best first; ties keep the sampling order."""

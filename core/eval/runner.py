@@ -23,6 +23,7 @@ from enhancer.eval.statistics import bootstrap_mean, paired_difference, paired_w
 from enhancer.eval.variants import Variant
 from enhancer.files import append_jsonl, cut_torn_tail, read_jsonl
 from enhancer.registry import PluginRegistry
+from enhancer.scoring import CleanScorer, CoverageScorer, combine
 
 DEFAULT_SCORERS = ("faithfulness", "keep", "quote", "style", "coverage", "budget", "clean")
 
@@ -56,11 +57,8 @@ def _load_enhancer(variant: Variant, batch_size: int, max_new_tokens: int | None
 
 
 def composite(scores: dict[str, float | None], weights: dict[str, float]) -> float | None:
-    known = {n: s for n, s in scores.items() if s is not None and weights.get(n, 1.0) > 0}
-    if not known:
-        return None
-    total = sum(weights.get(n, 1.0) for n in known)
-    return round(sum(weights.get(n, 1.0) * s for n, s in known.items()) / total, 4)
+    value = combine(scores, weights)
+    return round(value, 4) if value is not None else None
 
 
 def evaluate(
@@ -153,7 +151,7 @@ def evaluate(
         scorers,
         seed=seed,
         ids={p.id for p in prompts},
-        checks=OutputChecks(registry, target),
+        checks=OutputChecks(target),
     )
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     (out / "summary.md").write_text(summary_markdown(summary), encoding="utf-8")
@@ -203,11 +201,12 @@ class OutputChecks:
       is the whole test: did the model write a prompt about what they show, or obey them?
     """
 
-    def __init__(self, registry, target: str):
+    def __init__(self, target: str):
         from enhancer.prompts import get_profile
 
-        self.clean = registry.create("scorer", "clean")
-        self.coverage = registry.create("scorer", "coverage")
+        # the core's own scorers, not whatever is registered under these names: the gates must not move
+        self.clean = CleanScorer()
+        self.coverage = CoverageScorer()
         self.profile = get_profile(target)
 
     def check(self, simple: str, enhanced: str) -> dict:

@@ -7,13 +7,16 @@
 - clean: no chatter, meta text, markup, loops, cut-off endings or leaked instructions
 - text: all of the above as one reward, their mean (the eval's composite with equal weights)
 
-Combine them with weights in a recipe (`reward_weights`), e.g. `--reward keep,coverage,clean`.
+Combine them with weights in a recipe (`reward_weights`), e.g. `--reward keep,coverage,clean`. The scorers
+themselves live in the core (`enhancer.scoring`), which uses them for its own checks; this plugin registers them
+under their names, the way any scorer is registered.
 """
 
 from __future__ import annotations
 
 from enhancer import hookimpl
-from enhancer.plugins.text_rewards.scorers import (
+from enhancer.scoring import (
+    TEXT_SCORERS,
     BudgetScorer,
     CleanScorer,
     CoverageScorer,
@@ -25,21 +28,20 @@ from enhancer.plugins.text_rewards.scorers import (
     content_words,
 )
 
-SCORERS = {
-    scorer.name: scorer
-    for scorer in (
-        FaithfulnessScorer,
-        KeepScorer,
-        QuoteScorer,
-        StyleScorer,
-        CoverageScorer,
-        BudgetScorer,
-        CleanScorer,
-        TextScorer,
-    )
-}
+SCORERS = dict(TEXT_SCORERS)
 
-__all__ = ["SCORERS", *(s.__name__ for s in SCORERS.values()), "content_words"]
+__all__ = [
+    "SCORERS",
+    "BudgetScorer",
+    "CleanScorer",
+    "CoverageScorer",
+    "FaithfulnessScorer",
+    "KeepScorer",
+    "QuoteScorer",
+    "StyleScorer",
+    "TextScorer",
+    "content_words",
+]
 
 
 @hookimpl

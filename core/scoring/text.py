@@ -7,14 +7,14 @@ import difflib
 import re
 
 from enhancer.data.schema import quoted
-from enhancer.plugins.text_rewards.vocabulary import (
+from enhancer.prompts import SYSTEM_INSTRUCTION, get_profile, looks_degenerate
+from enhancer.scoring.vocabulary import (
     DIMENSIONS,
     LEADING_CHATTER,
     META_PHRASES,
     STOPWORDS,
     STYLE_NAMES,
 )
-from enhancer.prompts import SYSTEM_INSTRUCTION, get_profile, looks_degenerate
 
 SPELLING_CUTOFF = 0.8  # difflib ratio: "mountians"/"mountains" 0.89, "skating"/"skater" 0.77 (not a typo)
 SECTION_LABELS = ("subject", "action", "scene", "camera", "lens", "lighting", "palette", "motion", "atmosphere")
@@ -228,9 +228,8 @@ class TextScorer:
         self.parts = [classes[p](target) if p == "budget" else classes[p]() for p in (parts or self.PARTS)]
 
     def score(self, samples):
-        columns = [part.score(samples) for part in self.parts]
-        scores = []
-        for i in range(len(samples)):
-            known = [column[i] for column in columns if column[i] is not None]
-            scores.append(round(sum(known) / len(known), 4) if known else None)
-        return scores
+        from enhancer.scoring import combine
+
+        columns = {part.name: part.score(samples) for part in self.parts}
+        means = [combine({name: column[i] for name, column in columns.items()}) for i in range(len(samples))]
+        return [round(mean, 4) if mean is not None else None for mean in means]
