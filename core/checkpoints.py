@@ -12,6 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
+from enhancer import logs
 from enhancer.distributed import ProcessContext
 
 STATE_FILE = "trainer_state.json"
@@ -24,7 +25,9 @@ def _global_step(folder: Path) -> int | None:
         return None
 
 
-def resume_point(directory: str | Path, process: ProcessContext | None = None, log=print) -> tuple[int, str | None]:
+def resume_point(
+    directory: str | Path, process: ProcessContext | None = None, log=logs.info
+) -> tuple[int, str | None]:
     """(global step, checkpoint folder) to resume from, or (0, None) when there is no complete checkpoint.
     Every process calls it; the main one moves incomplete folders aside, and all get the same answer."""
     process = process or ProcessContext()

@@ -36,6 +36,9 @@ class _Group(click.Group):
 @click.version_option(package_name="enhancer")
 def main() -> None:
     """enhancer: better text-to-video prompts, and the toolkit that trains the model that writes them."""
+    from enhancer import logs
+
+    logs.to_stderr()  # the library's messages, as `enhancer: ...` lines on stderr
 
 
 # ------------------------------------------------------------------------------------------------------ enhance

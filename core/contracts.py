@@ -61,7 +61,7 @@ class Sample:
 
 @dataclass
 class Enhancement:
-    """The result of enhancing one prompt (see shared/DESIGN.md, Contracts)."""
+    """The result of enhancing one prompt (status "ok", "fallback" or "error"; see docs/architecture.md)."""
 
     prompt: str
     enhanced: str

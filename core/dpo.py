@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from enhancer import logs
 from enhancer.checkpoints import resume_point
 from enhancer.distributed import ProcessContext
 from enhancer.files import read_jsonl
@@ -101,7 +102,7 @@ def train_dpo(
     target: str = "generic",
     seed: int = 0,
     metadata: dict | None = None,
-    log=print,
+    log=logs.info,
     process: ProcessContext | None = None,
 ) -> Path:
     """Train on the preference pairs of `traces`; returns OUT/adapter (folded with `adapter` when given).

@@ -11,8 +11,10 @@ import json
 import shutil
 from pathlib import Path
 
+from enhancer import logs
 
-def merge_adapter(adapter: str, out: str, model: str | None = None, dtype: str = "float32", log=print) -> Path:
+
+def merge_adapter(adapter: str, out: str, model: str | None = None, dtype: str = "float32", log=logs.info) -> Path:
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from enhancer import logs
+
 ARCHITECTURES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}
 QUANTS = ("f16", "q8_0", "f32")
 
@@ -54,7 +56,7 @@ def export_gguf(
     adapter: str | None = None,
     quant: str = "f16",
     pre: str | None = None,
-    log=print,
+    log=logs.info,
 ) -> Path:
     import gguf
     import numpy as np
@@ -227,7 +229,7 @@ def export_ollama(
     target: str = "generic",
     quant: str = "q8_0",
     pre: str | None = None,
-    log=print,
+    log=logs.info,
 ) -> Path:
     """DIR/model.gguf and DIR/Modelfile, ready for `ollama create`; the same template text serves llama.cpp's
     server (--chat-template-file) and LM Studio (a custom prompt template)."""

@@ -12,6 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
+from enhancer import logs
 from enhancer.models import ASSETS_DIR, METADATA_FILE, read_metadata
 
 SHIPPED_FILES = ("adapter_config.json", "adapter_model.safetensors", METADATA_FILE, "train_metrics.json")
@@ -23,7 +24,7 @@ def ship_embedded(
     eval_dir: str | Path | None = None,
     dest: Path = ASSETS_DIR,
     note: str | None = None,
-    log=print,
+    log=logs.info,
 ) -> Path:
     adapter = Path(adapter)
     missing = [name for name in SHIPPED_FILES if not (adapter / name).is_file()]
@@ -64,7 +65,7 @@ def _eval_summary(eval_dir: Path) -> dict:
     }
 
 
-# issue 5's bar for the shipped model: (label, how to read it from the summary, threshold test)
+# the bar a shipped model must clear: (label, how to read it from the summary, threshold test)
 BAR = (
     (
         "paired win rate over base (composite)",
@@ -91,10 +92,10 @@ BAR = (
 
 
 def acceptance_table(summary: dict) -> list[str]:
-    """Issue 5's bar against the eval summary, when it has variants named embedded, base and baseline."""
+    """The shipping bar against the eval summary, when it has variants named embedded, base and baseline."""
     if not {"embedded", "base", "baseline"} <= set(summary.get("variants", [])) or not summary.get("checks"):
         return []
-    lines = ["| criterion (issue 5) | measured | bar met |", "|---|---|---|"]
+    lines = ["| criterion (the shipping bar) | measured | bar met |", "|---|---|---|"]
     for label, read, passes in BAR:
         try:
             value = read(summary)
@@ -156,7 +157,7 @@ def model_card(info: dict, metrics: dict, evaluation: dict | None, note: str | N
         ]
         bar = acceptance_table(evaluation["summary"])
         if bar:
-            lines += ["The bar issue 5 set for the shipped model, read from the same run:", "", *bar, ""]
+            lines += ["The bar a shipped model must clear, read from the same run:", "", *bar, ""]
     lines += [
         "## Use it with plain PEFT",
         "",

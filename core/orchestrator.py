@@ -22,11 +22,11 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from enhancer import logs
 from enhancer.config import RunConfig
 from enhancer.contracts import TrainContext
 from enhancer.data import load_pairs, load_prompts
@@ -44,10 +44,6 @@ class Policy:
     adapter: str | None
     target: str = "generic"
     prompt_format: str = "chat"  # the format the stage-1 adapter was trained with (its enhancer.json)
-
-
-def _log(message: str) -> None:
-    print(f"enhancer: {message}", file=sys.stderr, flush=True)
 
 
 # What makes a run folder's state one run's: rerunning into it with any of these changed would mix two runs'
@@ -92,7 +88,9 @@ def check_plugins(registry: PluginRegistry, config: RunConfig) -> None:
     registry.check_options("trainer", config.trainer, config.trainer_options)
 
 
-def run(config: RunConfig | str | None = None, registry: PluginRegistry | None = None, log=_log, **overrides) -> dict:
+def run(
+    config: RunConfig | str | None = None, registry: PluginRegistry | None = None, log=logs.info, **overrides
+) -> dict:
     """Run stage 1 then stage 2; returns the summary (also written to `out/summary.json`)."""
     if config is None or isinstance(config, str):
         config = RunConfig.from_yaml(config, **overrides)

@@ -1,5 +1,5 @@
 """The rollout: enhanced prompts -> videos (through the registered backend) -> rewards (through the registered
-scorers), cached, concurrent and budgeted, with one trace row per sample (schema in shared/DESIGN.md).
+scorers), cached, concurrent and budgeted, with one trace row per sample (schema in docs/architecture.md).
 
 Policy trainers call it directly (`rollout(simple, enhanced)`) or through TRL's reward-function signature
 (`rollout.as_reward_function()`).

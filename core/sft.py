@@ -21,6 +21,7 @@ import random
 import time
 from pathlib import Path
 
+from enhancer import logs
 from enhancer.checkpoints import resume_point
 from enhancer.data import Pair
 from enhancer.distributed import ProcessContext
@@ -68,7 +69,9 @@ def to_conversations(pairs: list[Pair], prompt_format: str = "chat") -> list[dic
     ]
 
 
-def build_trainer(model_path: str, pairs: list[Pair], config, out_dir: Path, *, seed: int, use_cpu: bool, log=print):
+def build_trainer(
+    model_path: str, pairs: list[Pair], config, out_dir: Path, *, seed: int, use_cpu: bool, log=logs.info
+):
     """The SFTTrainer for `pairs` (also used by bench/sft.py); returns (trainer, tokenizer, n_train, n_eval)."""
     import torch
     from datasets import Dataset
@@ -138,7 +141,7 @@ def train_sft(
     seed: int = 0,
     use_cpu: bool | None = None,
     metadata: dict | None = None,
-    log=print,
+    log=logs.info,
     process: ProcessContext | None = None,
 ) -> Path:
     """Train a LoRA adapter on `pairs`; returns the adapter directory (`out_dir/adapter`), which also holds

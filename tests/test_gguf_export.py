@@ -1,6 +1,6 @@
 """GGUF export: a tiny random Llama (and Qwen2) with the SmolLM2 tokenizer, written with the gguf package and
 read back by transformers' own GGUF loader (which undoes llama.cpp's Q/K layout): same logits, same greedy
-tokens. The llama.cpp side (llama-cpp-python) is tested where that extra is installed (issue 9)."""
+tokens. The llama.cpp side (llama-cpp-python) is tested where that extra is installed."""
 
 from __future__ import annotations
 

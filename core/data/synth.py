@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from enhancer import logs
 from enhancer.data.loaders import read_lines
 from enhancer.data.schema import FIELDS, FORMS, SECTIONS, STYLES, check_stage1
 from enhancer.data.validate import NEAR_DUPLICATE, facts_dropped, numbers_in
@@ -101,7 +102,7 @@ def synth(
     near_duplicate: float = NEAR_DUPLICATE,
     max_requests: int | None = None,
     timeout: float = 120.0,
-    log=print,
+    log=logs.info,
 ) -> SynthSummary:
     from openai import OpenAI
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 import time
 from collections.abc import Sequence
 
+from enhancer import logs
 from enhancer.contracts import Enhancement
 from enhancer.enhance.engines import (
     Generation,
@@ -55,10 +55,6 @@ TOKENS_PER_WORD = 1.4  # English prose in Llama/Qwen-style tokenizers, plus room
 def max_tokens_for(profile) -> int:
     """Enough new tokens for the profile's word budget, so an output ends on its own but a loop stops early."""
     return int(profile.budget_words() * TOKENS_PER_WORD) + 24
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
 
 
 class Enhancer:
@@ -103,7 +99,7 @@ class Enhancer:
         retries: int = 2,
         prompt_format: str | None = None,
         candidates: int = 1,
-        log=_stderr,
+        log=logs.info,
     ) -> Enhancer:
         """`prompt_format=None` uses the format the adapter was trained with (its enhancer.json), else "chat".
         `candidates=N` samples N rewrites per prompt and keeps the ones that keep the user's facts best

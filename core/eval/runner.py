@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
+from enhancer import logs
 from enhancer.contracts import Sample
 from enhancer.data import EvalPrompt, load_eval
 from enhancer.eval.statistics import bootstrap_mean, paired_difference, paired_win_rate
@@ -26,10 +26,6 @@ from enhancer.registry import PluginRegistry
 from enhancer.scoring import CleanScorer, CoverageScorer, combine
 
 DEFAULT_SCORERS = ("faithfulness", "keep", "quote", "style", "coverage", "budget", "clean")
-
-
-def _log(message: str) -> None:
-    print(f"enhancer: {message}", file=sys.stderr, flush=True)
 
 
 def _generate(variant: Variant, enhancer, prompts: list[EvalPrompt], target: str, seed: int) -> list[dict]:
@@ -77,7 +73,7 @@ def evaluate(
     plugins: list[str] = (),
     command: str | None = None,
     rescore: bool = False,
-    log=_log,
+    log=logs.info,
 ) -> dict:
     scorers = list(scorers or DEFAULT_SCORERS)
     names = [v.name for v in variants]
@@ -191,7 +187,7 @@ def _done(results_path: Path) -> set[tuple[str, str]]:
 
 
 class OutputChecks:
-    """Pass/fail facts about each output, beside the scores: the gates a shipped model must clear (issue 5).
+    """Pass/fail facts about each output, beside the scores: the gates a shipped model must clear.
 
     - chatter: the output talks to the user ("Sure! Here is", "this prompt") instead of being the prompt;
     - loop: a repetition loop;

@@ -37,10 +37,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
-from enhancer import hookimpl
+from enhancer import hookimpl, logs
 from enhancer.adapters import fold_adapters, merged_policy
 from enhancer.contracts import TrainContext
 from enhancer.distributed import ProcessContext
@@ -117,16 +116,12 @@ def _torch_modules():
     return RolloutRewardModel
 
 
-def rollout_reward_model(tokenizer, prompts: dict[tuple[int, ...], str], rollout, log=print):
+def rollout_reward_model(tokenizer, prompts: dict[tuple[int, ...], str], rollout, log=logs.info):
     """The bridge: `prompts` maps each tokenised query (no padding) to its simple prompt."""
     return _torch_modules()(tokenizer, prompts, rollout, log)
 
 
-def _log(message: str) -> None:
-    print(f"enhancer: {message}", file=sys.stderr, flush=True)
-
-
-def latest_checkpoint(directory: Path, log=_log) -> tuple[int, Path] | None:
+def latest_checkpoint(directory: Path, log=logs.info) -> tuple[int, Path] | None:
     """The newest complete checkpoint, as (updates done, folder). A checkpoint is written in a .partial folder
     (done.json last) and renamed when whole; a .partial one left by a kill mid-save is reported and removed."""
     for partial in sorted(directory.glob(".partial-step-*")):
