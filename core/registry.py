@@ -229,7 +229,7 @@ class PluginRegistry:
         return instance
 
     def rows(self) -> list[dict[str, str]]:
-        """One row per registered name, for `enhancer plugins list`."""
+        """One row per registered name, for the `plugins list` command."""
         rows = []
         for kind in KINDS:
             for name in self.names(kind):

@@ -1,0 +1,3 @@
+from enhancer.cli import main
+
+main()

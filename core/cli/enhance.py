@@ -1,0 +1,182 @@
+"""`enhancer enhance` (one prompt, a file, stdin) and `enhancer serve` (the HTTP API and web page)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from enhancer.cli.app import main
+from enhancer.enhance.engines import ENGINES
+from enhancer.prompts import PROFILES
+
+# ------------------------------------------------------------------------------------------------------ enhance
+
+
+@main.command()
+@click.argument("prompt", required=False)
+@click.option("--input", "input_path", help="Prompts to enhance: .txt (one per line), .jsonl, or - for stdin.")
+@click.option("--output", "output_path", help="Write one JSON row per input here (- for stdout).")
+@click.option("--resume", is_flag=True, help="Skip inputs already in --output and append the rest.")
+@click.option("--model", default="embedded", show_default=True, help="'embedded', a local HF directory or a hub id.")
+@click.option("--adapter", help="A PEFT adapter directory to apply to --model.")
+@click.option("--engine", type=click.Choice(list(ENGINES)), default="transformers", show_default=True)
+@click.option("--base-url", help="OpenAI-compatible endpoint for --engine openai, e.g. http://127.0.0.1:8000/v1.")
+@click.option("--api-key", envvar="ENHANCER_API_KEY", help="Key for --base-url (or $ENHANCER_API_KEY).")
+@click.option(
+    "--target",
+    type=click.Choice(list(PROFILES)),
+    default="generic",
+    show_default=True,
+    help="The video model the prompt is for: sets the form and the length budget.",
+)
+@click.option("--n", "n", type=click.IntRange(1, 16), default=1, show_default=True, help="Variants per prompt.")
+@click.option(
+    "--candidates",
+    type=click.IntRange(1, 16),
+    default=1,
+    show_default=True,
+    help="Sample this many rewrites and keep the one that keeps your facts best (slower, more faithful).",
+)
+@click.option("--seed", type=int, help="Sampling seed (random when left out; every row records the one used).")
+@click.option(
+    "--temperature",
+    type=click.FloatRange(0, 2),
+    help="Sampling temperature (default: greedy for one rewrite, 0.7 with -n or --candidates above 1).",
+)
+@click.option(
+    "--max-new-tokens",
+    type=click.IntRange(8, 4096),
+    help="Cap on generated tokens (default: fits the target's word budget).",
+)
+@click.option("--negative", is_flag=True, help="Also write a negative prompt.")
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "bfloat16", "float16"]),
+    help="Weights' dtype (default: bfloat16 on GPUs and on CPUs with AVX512-BF16/AMX, else float32).",
+)
+@click.option(
+    "--prompt-format",
+    type=click.Choice(["chat", "compact", "original"]),
+    default=None,
+    help="Default: the format the adapter was trained with (its enhancer.json), else 'chat'. "
+    "'original': the research project's plain 'Input: ...\\nOutput:' text, for its checkpoints.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 512),
+    default=16,
+    show_default=True,
+    help="Prompts per generate call (transformers engine).",
+)
+def enhance(
+    prompt,
+    input_path,
+    output_path,
+    resume,
+    model,
+    adapter,
+    engine,
+    base_url,
+    api_key,
+    target,
+    n,
+    candidates,
+    seed,
+    temperature,
+    max_new_tokens,
+    negative,
+    dtype,
+    prompt_format,
+    batch_size,
+):
+    """Enhance PROMPT, or every prompt in --input."""
+    from enhancer.enhance import Enhancer
+    from enhancer.enhance.batch import enhance_file
+    from enhancer.prompts import check_prompt
+
+    if (prompt is None) == (input_path is None):
+        raise click.UsageError("give either a PROMPT or --input FILE")
+    if input_path not in (None, "-") and not Path(input_path).is_file():
+        reason = "is a directory; give a .txt or .jsonl file" if Path(input_path).is_dir() else "no such file"
+        raise click.UsageError(f"--input {input_path}: {reason}")
+    if prompt is not None:
+        try:
+            check_prompt(prompt)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from error
+    enhancer = Enhancer.load(
+        model=model,
+        adapter=adapter,
+        engine=engine,
+        base_url=base_url,
+        api_key=api_key,
+        batch_size=batch_size,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        prompt_format=prompt_format,
+        candidates=candidates,
+        dtype=dtype,
+    )
+    options = dict(target=target, n=n, seed=seed, negative=negative)
+    if prompt is not None:
+        result = enhancer.enhance(prompt, **options)
+        if output_path:
+            with click.open_file(output_path, "w", encoding="utf-8") as handle:
+                handle.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+            return
+        click.echo("\n\n".join(result.variants) if len(result.variants) > 1 else result.enhanced)
+        if result.negative:
+            click.echo(f"\nNegative: {result.negative}")
+        if result.status != "ok":
+            click.echo(f"enhancer: {result.status}: {result.message}", err=True)
+        return
+    summary = enhance_file(
+        enhancer, input_path, output_path or "-", resume=resume, options=options, chunk_size=batch_size
+    )
+    click.echo(summary.line(), err=True)
+    if summary.failed_all:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--model", default="embedded", show_default=True, help="'embedded', a local HF directory or a hub id.")
+@click.option("--adapter", help="A PEFT adapter directory to apply to --model.")
+@click.option("--engine", type=click.Choice(list(ENGINES)), default="transformers", show_default=True)
+@click.option("--base-url", help="Upstream OpenAI-compatible endpoint for --engine openai.")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), help="Weights' dtype.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address; beyond loopback only with a key.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--api-key",
+    envvar="ENHANCER_SERVE_API_KEY",
+    help="Require Authorization: Bearer KEY (or $ENHANCER_SERVE_API_KEY).",
+)
+@click.option("--batch-window-ms", type=click.FloatRange(0), default=20.0, show_default=True)
+@click.option("--max-batch", type=click.IntRange(1), default=32, show_default=True, help="Prompts per generate call.")
+@click.option("--max-n", type=click.IntRange(1), default=8, show_default=True, help="Most variants one request asks.")
+@click.option("--timeout", type=click.FloatRange(1), default=300.0, show_default=True, help="Seconds per request.")
+def serve(model, adapter, engine, base_url, dtype, host, port, api_key, batch_window_ms, max_batch, max_n, timeout):
+    """Serve the enhancer over HTTP: /v1/enhance, OpenAI-compatible /v1/chat/completions, /v1/models, /healthz."""
+    import uvicorn
+
+    from enhancer.enhance import Enhancer
+    from enhancer.serve.api import ServeLimits, create_app
+
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        raise click.UsageError(f"--host {host} exposes the server beyond this machine: set --api-key too")
+    enhancer = Enhancer.load(
+        model=model,
+        adapter=adapter,
+        engine=engine,
+        base_url=base_url,
+        dtype=dtype,
+        batch_size=max_batch,
+        log=lambda m: click.echo(f"enhancer: {m}", err=True),
+    )
+    limits = ServeLimits(max_n=max_n, request_timeout_s=timeout, batch_window_ms=batch_window_ms, max_batch=max_batch)
+    app = create_app(enhancer, limits, api_key)
+    click.echo(f"enhancer: serving {enhancer.model_label} at http://{host}:{port} (POST /v1/enhance)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
