@@ -8,9 +8,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
+from enhancer import logs
 from enhancer.distributed import ProcessContext
+
+if TYPE_CHECKING:
+    from enhancer.config import RLConfig
 
 
 class TransientVideoError(RuntimeError):
@@ -83,18 +87,26 @@ class Enhancement:
 
 @dataclass
 class TrainContext:
-    """What the core tells a policy trainer besides the policy, prompts, rollout and config: where its files go
-    and which process it is. Under several processes (torchrun, accelerate) only the main process writes files;
-    TRL's trainers save that way themselves, and a trainer's own files (metadata, extra checkpoints) must too."""
+    """Everything the core tells a policy trainer besides the policy, the prompts and the rollout: where its files
+    go, the stage-2 settings, the seed, which process it is and where to log. Under several processes (torchrun,
+    accelerate) only the main process writes files; TRL's trainers save that way themselves, and a trainer's own
+    files (metadata, extra checkpoints) must too."""
 
     out_dir: Path  # the stage's folder (OUT/stage2): checkpoints and the final adapter go here
+    rl: RLConfig  # steps, batch (prompts_per_step x samples_per_prompt), learning rate, sampling, video settings
+    seed: int = 0
     process: ProcessContext = field(default_factory=ProcessContext)
-    log: Callable[[str], None] = print
+    log: Callable[[str], None] = logs.info
 
 
 @runtime_checkable
 class VideoBackend(Protocol):
-    """Turns a prompt into a video file. `generate` is async so the core can run many at once."""
+    """Turns a prompt into a video file. `generate` is async so the core can run many at once.
+
+    Optional, declared rather than discovered: `submits_jobs = True` with `async submit(prompt, *, idempotency_key,
+    seed, seconds, size, negative_prompt) -> job_id` and `async fetch(job_id, *, seed, seconds, size,
+    negative_prompt) -> Video`, for servers that queue jobs (enhancer.video_service records the job ids); and
+    `cache_identity() -> dict`, what makes two of the backend's videos interchangeable in the cache."""
 
     name: str
 
@@ -120,9 +132,7 @@ class PolicyTrainer(Protocol):
 
     name: str
 
-    def train(
-        self, policy: Any, dataset: Any, rollout: Callable[..., Any], config: Any, context: TrainContext
-    ) -> str: ...
+    def train(self, policy: Any, dataset: Any, rollout: Callable[..., Any], context: TrainContext) -> str: ...
 
 
 def as_trl_reward_function(scorer: RewardScorer) -> Callable[..., list[float | None]]:

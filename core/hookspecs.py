@@ -44,13 +44,17 @@ def enhancer_reward_scorers() -> dict[str, Callable[..., RewardScorer]]:
 @hookspec
 def enhancer_policy_trainers() -> dict[str, Callable[..., PolicyTrainer]]:
     """Policy trainers: name -> factory(**options) returning an object with
-    `train(policy, dataset, rollout, config, context) -> str` (the checkpoint directory). `policy` is a `Policy`
-    (model path + optional adapter), `dataset` a list of simple prompts, `rollout` the core's
-    `Rollout` (enhanced prompts -> rewards through the registered backend and scorers), `config`
-    the run's `RunConfig` and `context` a `TrainContext` (the stage's folder, the process, a logger).
+    `train(policy, dataset, rollout, context) -> str` (the checkpoint directory). `policy` is a `Policy`
+    (model path, optional adapter, target, the prompt format the adapter learned), `dataset` a list of simple
+    prompts, `rollout` the core's `Rollout` (enhanced prompts -> rewards through the registered backend and
+    scorers) and `context` a `TrainContext`: the stage's folder, the stage-2 settings (`context.rl`), the seed,
+    the process and a logger.
 
-    Duties: call `rollout.rewind(step)` before the first rollout with the update a checkpoint resumes at (a
-    trainer that does not starts at step 0, and the traces of an earlier attempt are set aside); stop cleanly on
-    `BudgetExceeded`; under several processes (`context.process.world_size > 1`) call the rollout on every
-    process once per update with that process's samples, and write files from the main process only.
-    A trainer whose `train` takes no `context` still runs, as if it were alone."""
+    Duties (the built-in trainers are run against each: tests/test_multiprocess.py, tests/test_trl_ppo.py):
+    - call `rollout.rewind(step)` before the first rollout with the update a checkpoint resumes at (a trainer that
+      does not starts at step 0, and the traces of an earlier attempt are set aside);
+    - stop cleanly on `BudgetExceeded` (raised by the rollout on every process at the same update) and save;
+    - under several processes (`context.process.world_size > 1`) call the rollout on every process once per
+      update with that process's share of the update's rewrites, and write files from the main process only;
+    - write checkpoints and the final adapter under `context.out_dir`.
+    A trainer written for the older `train(policy, dataset, rollout, config)` still runs (it gets the RunConfig)."""

@@ -175,10 +175,10 @@ def run(
     policy = Policy(resolved.path, adapter, config.target, trained_format or "chat")
     stage2_started = time.perf_counter()
     log(f"stage 2: {config.trainer} on {len(prompts)} prompts, {config.rl.max_steps} steps")
-    context = TrainContext(out_dir=out / "stage2", process=process, log=log)
     if "context" in inspect.signature(trainer.train).parameters:
-        checkpoint = trainer.train(policy, prompts, rollout, config, context=context)
-    else:  # a trainer written before the context existed (see hookspecs.py)
+        context = TrainContext(out_dir=out / "stage2", rl=config.rl, seed=config.seed, process=process, log=log)
+        checkpoint = trainer.train(policy, prompts, rollout, context=context)
+    else:  # a trainer written for the older contract, train(policy, dataset, rollout, config) (see hookspecs.py)
         if process.distributed:
             log(f"trainer {config.trainer} takes no context: it must handle several processes by itself")
         checkpoint = trainer.train(policy, prompts, rollout, config)

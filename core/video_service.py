@@ -21,9 +21,10 @@ The budget holds for any number of processes: the cap is checked against what ev
 what every process has reserved. A reservation left by a process killed mid-job stays counted (the job may have
 been paid) until the same video is asked for again; then the asker takes it over without paying twice.
 
-Backends that submit jobs to a server (the sora plugin) may implement `submit(...) -> job_id` and
-`fetch(job_id, ...) -> Video`; the service records the job id, so a retry or a restarted client polls the job it
-already paid for instead of creating another. Other backends implement `generate` only.
+Backends that submit jobs to a server (the sora plugin) declare `submits_jobs = True` and implement
+`submit(...) -> job_id` and `fetch(job_id, ...) -> Video`; the service records the job id, so a retry or a
+restarted client polls the job it already paid for instead of creating another. Other backends implement
+`generate` only. A backend may also define `cache_identity()` (what makes two of its videos interchangeable).
 """
 
 from __future__ import annotations
@@ -86,6 +87,19 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         backoff = rng.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))
         return max(backoff, retry_after or 0.0)
+
+
+def submits_jobs(backend) -> bool:
+    """Whether a backend declared `submits_jobs = True` (two-phase jobs: `submit` then `fetch`, see the module
+    docstring); a declaration without both methods is a plugin bug, reported as such."""
+    if not getattr(backend, "submits_jobs", False):
+        return False
+    missing = [m for m in ("submit", "fetch") if not callable(getattr(backend, m, None))]
+    if missing:
+        raise TypeError(
+            f"backend {getattr(backend, 'name', backend)!r} declares submits_jobs but has no {' or '.join(missing)}"
+        )
+    return True
 
 
 def backend_identity(backend) -> dict:
@@ -205,6 +219,7 @@ class VideoService:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self.backend = backend
+        submits_jobs(backend)  # a broken declaration fails here, not mid-run
         self.identity = backend_identity(backend)
         self.dir = Path(cache_dir)
         (self.dir / "videos").mkdir(parents=True, exist_ok=True)
@@ -316,7 +331,7 @@ class VideoService:
                 return await self._attempts(request, key, cost, self.records.get(key, {}).get("job_id"))
 
     async def _attempts(self, request: VideoRequest, key: str, cost: float, job_id: str | None) -> VideoResult:
-        two_phase = hasattr(self.backend, "submit") and hasattr(self.backend, "fetch")
+        two_phase = submits_jobs(self.backend)
         options = dict(
             seed=request.seed, seconds=request.seconds, size=request.size, negative_prompt=request.negative_prompt
         )

@@ -69,26 +69,26 @@ class StubTrainer:
     def __init__(self, max_new_tokens: int = 12):
         self.max_new_tokens = max_new_tokens
 
-    def train(self, policy, dataset, rollout, config, context):
+    def train(self, policy, dataset, rollout, context):
         import torch
         from peft import PeftModel
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from enhancer.prompts import build_messages
 
-        torch.manual_seed(config.seed)
+        torch.manual_seed(context.seed)
         tokenizer = AutoTokenizer.from_pretrained(policy.model_path)
         tokenizer.padding_side = "left"
         model = AutoModelForCausalLM.from_pretrained(policy.model_path, dtype=torch.float32)
         model = PeftModel.from_pretrained(model, policy.adapter, is_trainable=True)
         trainable = [p for p in model.parameters() if p.requires_grad]
         before = [p.detach().clone() for p in trainable]
-        optimizer = torch.optim.AdamW(trainable, lr=config.rl.learning_rate)
+        optimizer = torch.optim.AdamW(trainable, lr=context.rl.learning_rate)
         record = {"policy": policy.__dict__, "dataset": list(dataset), "steps": []}
-        for step in range(config.rl.max_steps):
-            start = (step * config.rl.prompts_per_step) % len(dataset)
-            prompts = [dataset[(start + i) % len(dataset)] for i in range(config.rl.prompts_per_step)]
-            simple = [p for p in prompts for _ in range(config.rl.samples_per_prompt)]
+        for step in range(context.rl.max_steps):
+            start = (step * context.rl.prompts_per_step) % len(dataset)
+            prompts = [dataset[(start + i) % len(dataset)] for i in range(context.rl.prompts_per_step)]
+            simple = [p for p in prompts for _ in range(context.rl.samples_per_prompt)]
             texts = [
                 tokenizer.apply_chat_template(
                     build_messages(p, policy.target), tokenize=False, add_generation_prompt=True
@@ -119,7 +119,7 @@ class StubTrainer:
         record["changed"] = any(not torch.equal(a, b.detach()) for a, b in zip(before, trainable, strict=True))
         out = context.out_dir / "adapter"
         model.save_pretrained(out)
-        (Path(config.out) / "stub_trainer.json").write_text(json.dumps(record, default=str), encoding="utf-8")
+        (context.out_dir.parent / "stub_trainer.json").write_text(json.dumps(record, default=str), encoding="utf-8")
         return str(out)
 
 

@@ -73,6 +73,7 @@ class SoraBackend:
     """The OpenAI videos protocol: create, poll, download; one server or a pool of them."""
 
     name = "sora"
+    submits_jobs = True  # create a job, then poll it: the core records job ids so nothing is paid twice
 
     def __init__(
         self,

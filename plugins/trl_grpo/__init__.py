@@ -68,7 +68,7 @@ class GRPOPolicyTrainer:
             else {}
         )
 
-    def train(self, policy, dataset, rollout, config, context: TrainContext) -> str:
+    def train(self, policy, dataset, rollout, context: TrainContext) -> str:
         import torch
         from datasets import Dataset
         from peft import PeftModel
@@ -89,7 +89,7 @@ class GRPOPolicyTrainer:
         )
         if policy.adapter:
             model = PeftModel.from_pretrained(model, policy.adapter, is_trainable=True)
-        rl = config.rl
+        rl = context.rl
         prompt_format = getattr(policy, "prompt_format", "chat")
         rows = [{"prompt": build_messages(p, policy.target, prompt_format), "simple_prompt": p} for p in dataset]
         args = Config(
@@ -105,7 +105,7 @@ class GRPOPolicyTrainer:
             beta=self.beta,
             logging_steps=self.logging_steps,
             save_steps=self.save_steps,
-            seed=config.seed,
+            seed=context.seed,
             report_to="none",
             use_cpu=use_cpu,
             bf16=not use_cpu,

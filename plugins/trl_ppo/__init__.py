@@ -165,7 +165,7 @@ class PPOPolicyTrainer:
         self.save_steps = save_steps
         self.keep_checkpoints = keep_checkpoints
 
-    def train(self, policy, dataset, rollout, config, context: TrainContext) -> str:
+    def train(self, policy, dataset, rollout, context: TrainContext) -> str:
         import torch
         from datasets import Dataset
         from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
@@ -177,7 +177,7 @@ class PPOPolicyTrainer:
 
         out_dir, process, log = context.out_dir, context.process, context.log
         checkpoints = out_dir / "checkpoints"
-        rl = config.rl
+        rl = context.rl
         batch = rl.prompts_per_step * rl.samples_per_prompt // process.world_size  # this process's share
         use_cpu = not torch.cuda.is_available()
         dtype = torch.float32 if use_cpu else torch.bfloat16
@@ -231,7 +231,7 @@ class PPOPolicyTrainer:
             num_sample_generations=0,
             save_strategy="no",  # checkpoints are this plugin's own (TRL's PPO cannot resume from its own)
             logging_steps=1,
-            seed=config.seed + done,
+            seed=context.seed + done,
             report_to="none",
             use_cpu=use_cpu,
             bf16=not use_cpu,
