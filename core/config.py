@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from enhancer.prompts import PROFILES
+
 BATCHING = ("padded", "grouped", "packed")
 
 
@@ -42,7 +44,10 @@ class SFTConfig:
     )
     batching: str = field(
         default="padded",
-        metadata={"help": "'padded' (random batches), 'grouped' (similar lengths together) or 'packed' (no padding)."},
+        metadata={
+            "choices": BATCHING,
+            "help": "'padded' (random batches), 'grouped' (similar lengths together) or 'packed' (no padding).",
+        },
     )
 
     def __post_init__(self):
@@ -88,6 +93,10 @@ class RLConfig:
 
     def __post_init__(self):
         coerce_numbers(self, "rl.")
+        if self.max_videos is not None and self.max_videos < 1:
+            raise ValueError(f"rl.max_videos must be at least 1 (or left out), got {self.max_videos}")
+        if self.max_cost_usd is not None and self.max_cost_usd < 0:
+            raise ValueError(f"rl.max_cost_usd must be >= 0 (or left out), got {self.max_cost_usd}")
         _positive(
             self,
             "max_steps",
@@ -110,7 +119,10 @@ class RunConfig:
         metadata={"help": "Start from this adapter and skip stage 1 ('embedded': the embedded model's shipped one)."},
     )
     backend: str = field(default="synthetic", metadata={"help": "Video backend plugin name."})
-    rewards: list[str] = field(default_factory=lambda: ["keep"], metadata={"help": "Reward scorer plugin names."})
+    rewards: list[str] = field(
+        default_factory=lambda: ["keep"],
+        metadata={"help": "Reward scorer plugin names (comma-separated on the command line)."},
+    )
     trainer: str = field(default="trl_grpo", metadata={"help": "Policy trainer plugin name."})
     backend_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "Passed to the backend."})
     reward_options: dict[str, dict[str, Any]] = field(
@@ -118,15 +130,17 @@ class RunConfig:
     )
     reward_weights: dict[str, float] = field(default_factory=dict, metadata={"help": "Per scorer; default 1."})
     trainer_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "Passed to the trainer."})
-    plugins: list[str] = field(default_factory=list, metadata={"help": "Extra plugin modules to load."})
+    plugins: list[str] = field(default_factory=list, metadata={"help": "Extra plugin modules to load (repeatable)."})
     stage1_data: list[str] = field(
         default_factory=lambda: ["data/stage1"],
-        metadata={"help": "JSONL files or folders of {simple, detailed} pairs."},
+        metadata={"help": "JSONL files or folders of {simple, detailed} pairs (repeatable)."},
     )
     stage2_data: list[str] = field(
         default_factory=lambda: ["data/stage2"], metadata={"help": "JSONL files or folders of {simple} RL prompts."}
     )
-    target: str = field(default="generic", metadata={"help": "Target profile the policy writes for."})
+    target: str = field(
+        default="generic", metadata={"help": "Target profile the policy writes for.", "choices": tuple(PROFILES)}
+    )
     out: str = field(default="runs/latest", metadata={"help": "Output folder (checkpoints, traces, summary)."})
     seed: int = field(default=0, metadata={"help": "Seed for data order, sampling and videos."})
     sft: SFTConfig = field(default_factory=SFTConfig)
@@ -146,38 +160,15 @@ class RunConfig:
             raise ValueError("rewards: name at least one reward scorer")
         get_profile(self.target)
 
+    SECTIONS = {"sft": SFTConfig, "rl": RLConfig}  # nested sections of a run recipe
+
     @classmethod
     def from_yaml(cls, path: str | None = None, **overrides: Any) -> RunConfig:
-        values: dict[str, Any] = {}
-        if path:
-            file = Path(path)
-            if not file.exists():
-                raise FileNotFoundError(f"--recipe {path}: no such file")
-            values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-            if not isinstance(values, dict):
-                raise ValueError(f"{path}: a recipe is a YAML mapping of run options")
-        for key, value in overrides.items():
-            if value is None:
-                continue
-            if key in ("sft", "rl"):
-                values[key] = {**values.get(key, {}), **value}
-            else:
-                values[key] = value
-        return cls.from_dict(values, source=path or "options")
+        return load_config(cls, path, overrides)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> RunConfig:
-        for name, section in (("", cls), ("sft", SFTConfig), ("rl", RLConfig)):
-            given = values.get(name, {}) if name else values
-            known = {f.name for f in fields(section)}
-            unknown = sorted(set(given) - known)
-            if unknown:
-                where = f"{source}: {name + '.' if name else ''}"
-                raise ValueError(f"{where}unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-        try:
-            return cls(**values)
-        except TypeError as error:
-            raise ValueError(f"{source}: {error}") from error
+        return build_config(cls, values, source)
 
     def validate_for(self, world_size: int) -> None:
         """What depends on the number of processes, checked before any model loads: each update's rewrites are
@@ -195,6 +186,46 @@ class RunConfig:
 
     def to_yaml(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+def read_recipe(path: str | None) -> dict[str, Any]:
+    """A YAML recipe as a mapping ({} without one)."""
+    if not path:
+        return {}
+    file = Path(path)
+    if not file.exists():
+        raise FileNotFoundError(f"--recipe {path}: no such file")
+    values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: a recipe is a YAML mapping of options")
+    return values
+
+
+def load_config(cls, path: str | None, overrides: dict[str, Any]):
+    """`cls` (a config dataclass) from a recipe and flag overrides: overrides that are None or empty are left out
+    (the flag was not given), and a nested section (cls.SECTIONS, e.g. `sft`) is merged key by key."""
+    values = read_recipe(path)
+    sections = getattr(cls, "SECTIONS", {})
+    for key, value in overrides.items():
+        if value is None or value == () or value == []:
+            continue
+        values[key] = {**values.get(key, {}), **value} if key in sections else value
+    return build_config(cls, values, path or "options")
+
+
+def build_config(cls, values: dict[str, Any], source: str = "config"):
+    """`cls(**values)`, refusing unknown keys (in nested sections too) with the valid ones named."""
+    for name, section in (("", cls), *getattr(cls, "SECTIONS", {}).items()):
+        given = values.get(name, {}) if name else values
+        known = {f.name for f in fields(section)}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            where = f"{source}: {name + '.' if name else ''}"
+            raise ValueError(f"{where}unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+    try:
+        return cls(**values)
+    except TypeError as error:
+        raise ValueError(f"{source}: {error}") from error
 
 
 def coerce_numbers(config, prefix: str = "") -> None:

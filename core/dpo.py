@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from enhancer import logs
@@ -80,16 +80,30 @@ def preference_pairs(paths: list[str | Path], min_margin: float = 0.1) -> tuple[
 
 @dataclass
 class DPOSettings:
-    beta: float = 0.1
-    learning_rate: float = 5e-6
-    max_steps: int = 0  # 0: `epochs` passes over the pairs
-    epochs: float = 1.0
-    batch_size: int = 4
-    lora_r: int = 16
-    lora_alpha: int = 32
-    max_length: int = 512
-    min_margin: float = 0.1
-    save_steps: int = 20  # a killed run resumes from the newest complete checkpoint
+    """`enhancer train dpo`'s settings (the command's flags come from these fields)."""
+
+    beta: float = field(default=0.1, metadata={"help": "DPO's beta: how far the policy may move from the SFT one."})
+    learning_rate: float = field(default=5e-6, metadata={"help": "Learning rate of the new LoRA."})
+    max_steps: int = field(default=0, metadata={"help": "Optimizer steps; 0: `epochs` passes over the pairs."})
+    epochs: float = field(default=1.0, metadata={"help": "Passes over the pairs when max_steps is 0."})
+    batch_size: int = field(default=4, metadata={"help": "Pairs per process per step."})
+    lora_r: int = field(default=16, metadata={"help": "Rank of the new LoRA (folded with the SFT one at the end)."})
+    lora_alpha: int = field(default=32, metadata={"help": "Scale of the LoRA update (alpha / r = 2)."})
+    max_length: int = field(
+        default=512, metadata={"help": "Longest prompt + rewrite in tokens; longer pairs left out."}
+    )
+    min_margin: float = field(default=0.1, metadata={"help": "Least reward gap between a pair's best and worst."})
+    save_steps: int = field(default=20, metadata={"help": "Checkpoint every N steps; a rerun resumes there."})
+
+    def __post_init__(self):
+        from enhancer.config import coerce_numbers
+
+        coerce_numbers(self, "dpo.")
+        for name in ("beta", "learning_rate", "batch_size", "lora_r", "lora_alpha", "max_length", "save_steps"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"dpo.{name} must be > 0, got {getattr(self, name)!r}")
+        if self.max_steps < 0 or (self.max_steps == 0 and self.epochs <= 0) or self.min_margin < 0:
+            raise ValueError("dpo: max_steps >= 0 (with epochs > 0 when it is 0) and min_margin >= 0")
 
 
 def train_dpo(

@@ -17,13 +17,24 @@ def info(message: str) -> None:
     logger.info(message)
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a message comes (a test runner may swap it), not the one at setup."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def to_stderr() -> None:
     """Show enhancer's messages on stderr (once per process)."""
-    if any(getattr(handler, "_enhancer", False) for handler in logger.handlers):
+    if any(isinstance(handler, _Stderr) for handler in logger.handlers):
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.setFormatter(logging.Formatter("enhancer: %(message)s"))
-    handler._enhancer = True
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False

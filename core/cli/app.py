@@ -9,6 +9,8 @@ call the library and print.
 
 from __future__ import annotations
 
+import dataclasses
+
 import click
 
 
@@ -49,3 +51,43 @@ def parse_options(pairs: tuple[str, ...], flag: str) -> dict:
         except yaml.YAMLError:
             options[key.strip()] = value
     return options
+
+
+def config_flag(section, name: str, *decls: str, **extra):
+    """A click option for field `name` of the config dataclass `section`, with the help, type, choices and default
+    the dataclass gives it (written once, there). The flag's own default is None, so a flag left out leaves the
+    recipe's value; `decls` renames the flag and, for a nested field, names its parameter `section__field`
+    (e.g. `config_flag(RLConfig, "max_steps", "--rl-steps", "rl__max_steps")`); `extra` overrides the rest."""
+    item = {f.name: f for f in dataclasses.fields(section)}[name]
+    kind = str(item.type).replace(" ", "").removesuffix("|None")
+    default = item.default if item.default is not dataclasses.MISSING else None
+    help_text = item.metadata.get("help", "")
+    if default not in (None, ""):
+        help_text += f"  [default: {default}]"
+    params: dict = {"help": help_text, "default": None}
+    if "choices" in item.metadata:
+        params["type"] = click.Choice(list(item.metadata["choices"]))
+    elif kind in ("int", "float"):
+        params["type"] = int if kind == "int" else float
+    elif kind == "bool":
+        params["type"] = click.BOOL
+    elif kind.startswith("list["):
+        params["multiple"] = True
+    params.update(extra)
+    return click.option(*(decls or (f"--{name.replace('_', '-')}",)), **params)
+
+
+def config_overrides(options: dict) -> dict:
+    """The flags that were given, as overrides for a config loader: `section__field` ones nested, repeated flags as
+    lists, the rest left out."""
+    values: dict = {}
+    for key, value in options.items():
+        if value is None or value == ():
+            continue
+        value = list(value) if isinstance(value, tuple) else value
+        section, _, field = key.partition("__")
+        if field:
+            values.setdefault(section, {})[field] = value
+        else:
+            values[key] = value
+    return values

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import click
 
-from enhancer.cli.app import main
+from enhancer.cli.app import config_flag, config_overrides, main
 from enhancer.enhance.engines import ENGINES
 from enhancer.prompts import PROFILES
+from enhancer.serve.api import ServeLimits
 
 # ------------------------------------------------------------------------------------------------------ enhance
 
@@ -154,29 +155,30 @@ def enhance(
     envvar="ENHANCER_SERVE_API_KEY",
     help="Require Authorization: Bearer KEY (or $ENHANCER_SERVE_API_KEY).",
 )
-@click.option("--batch-window-ms", type=click.FloatRange(0), default=20.0, show_default=True)
-@click.option("--max-batch", type=click.IntRange(1), default=32, show_default=True, help="Prompts per generate call.")
-@click.option("--max-n", type=click.IntRange(1), default=8, show_default=True, help="Most variants one request asks.")
-@click.option("--timeout", type=click.FloatRange(1), default=300.0, show_default=True, help="Seconds per request.")
-def serve(model, adapter, engine, base_url, dtype, host, port, api_key, batch_window_ms, max_batch, max_n, timeout):
+@config_flag(ServeLimits, "batch_window_ms")
+@config_flag(ServeLimits, "max_batch")
+@config_flag(ServeLimits, "max_n")
+@config_flag(ServeLimits, "request_timeout_s", "--timeout", "request_timeout_s")
+@config_flag(ServeLimits, "max_body_bytes")
+def serve(model, adapter, engine, base_url, dtype, host, port, api_key, **flags):
     """Serve the enhancer over HTTP: /v1/enhance, OpenAI-compatible /v1/chat/completions, /v1/models, /healthz."""
     import uvicorn
 
     from enhancer.enhance import Enhancer
-    from enhancer.serve.api import ServeLimits, create_app
+    from enhancer.serve.api import create_app
 
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         raise click.UsageError(f"--host {host} exposes the server beyond this machine: set --api-key too")
+    limits = ServeLimits(**config_overrides(flags))
     enhancer = Enhancer.load(
         model=model,
         adapter=adapter,
         engine=engine,
         base_url=base_url,
         dtype=dtype,
-        batch_size=max_batch,
+        batch_size=limits.max_batch,
         log=lambda m: click.echo(f"enhancer: {m}", err=True),
     )
-    limits = ServeLimits(max_n=max_n, request_timeout_s=timeout, batch_window_ms=batch_window_ms, max_batch=max_batch)
     app = create_app(enhancer, limits, api_key)
     click.echo(f"enhancer: serving {enhancer.model_label} at http://{host}:{port} (POST /v1/enhance)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -8,60 +8,34 @@ from pathlib import Path
 
 import click
 
-from enhancer.cli.app import main
-from enhancer.prompts import PROFILES
+from enhancer.cli.app import config_flag, config_overrides, main
+from enhancer.eval.config import EvalConfig
 
 # --------------------------------------------------------------------------------------------------------- eval
 
 
 @main.command("eval")
 @click.option("--recipe", type=click.Path(dir_okay=False), help="YAML recipe (recipes/eval/); flags override it.")
-@click.option("--prompts", "prompts", multiple=True, help="Annotated eval prompts (default data/eval).")
-@click.option(
-    "--variant",
-    "variants",
-    multiple=True,
-    help="NAME=SPEC: raw, embedded, embedded-base, baseline-system-prompt, or model=..,adapter=..,"
-    "engine=..,base_url=..,prompt=.. (repeatable).",
-)
-@click.option("--scorers", help="Comma-separated scorer names (default: every text scorer).")
-@click.option("--weight", "weights", multiple=True, help="NAME=W: a scorer's weight in the composite.")
-@click.option("--target", type=click.Choice(list(PROFILES)))
-@click.option("--limit", type=click.IntRange(1), help="Only the first N prompts.")
-@click.option("--seed", type=int)
-@click.option("--batch-size", type=click.IntRange(1, 512))
-@click.option("--max-new-tokens", type=click.IntRange(8, 4096))
-@click.option(
-    "--dtype",
-    type=click.Choice(["float32", "bfloat16", "float16"]),
-    help="Model weights' dtype (bfloat16: ~1.5x faster on AVX512-BF16 CPUs).",
-)
-@click.option("--plugin", "plugin_modules", multiple=True, help="Load this module as a plugin (repeatable).")
-@click.option("--out", help="Output folder (default runs/eval); a folder with rows resumes.")
+@config_flag(EvalConfig, "prompts")
+@config_flag(EvalConfig, "variants", "--variant", "variants")
+@config_flag(EvalConfig, "scorers", multiple=False, type=str)
+@click.option("--weight", "weights", multiple=True, help="NAME=W: a scorer's weight in the composite (repeatable).")
+@config_flag(EvalConfig, "target")
+@config_flag(EvalConfig, "limit")
+@config_flag(EvalConfig, "seed")
+@config_flag(EvalConfig, "batch_size")
+@config_flag(EvalConfig, "max_new_tokens")
+@config_flag(EvalConfig, "dtype")
+@config_flag(EvalConfig, "plugins", "--plugin", "plugins")
+@config_flag(EvalConfig, "out", help="Output folder (default runs/eval); a folder with rows resumes.")
 @click.option(
     "--rescore",
     is_flag=True,
     help="Score the outputs already in --out again with the current scorers (after a scorer changed).",
 )
-def eval_command(
-    recipe,
-    prompts,
-    variants,
-    scorers,
-    weights,
-    target,
-    limit,
-    seed,
-    batch_size,
-    max_new_tokens,
-    dtype,
-    plugin_modules,
-    out,
-    rescore,
-):
+def eval_command(recipe, weights, rescore, **flags):
     """Run variants over the eval prompts and score every output; write results.jsonl and summary.{json,md}."""
     from enhancer.eval import evaluate, parse_variant
-    from enhancer.eval.config import EvalConfig
 
     parsed_weights = {}
     for item in weights:
@@ -70,21 +44,7 @@ def eval_command(
             parsed_weights[name] = float(value)
         except ValueError as error:
             raise click.UsageError(f"--weight {item!r}: expected NAME=NUMBER") from error
-    config = EvalConfig.from_yaml(
-        recipe,
-        prompts=list(prompts),
-        variants=list(variants),
-        scorers=scorers,
-        weights=parsed_weights or None,
-        target=target,
-        limit=limit,
-        seed=seed,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        dtype=dtype,
-        plugins=list(plugin_modules),
-        out=out,
-    )
+    config = EvalConfig.from_yaml(recipe, weights=parsed_weights or None, **config_overrides(flags))
     summary = evaluate(
         config.prompts,
         [parse_variant(v) for v in config.variants],

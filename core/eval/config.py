@@ -2,31 +2,48 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 from typing import Any
-
-import yaml
 
 from enhancer.eval.runner import DEFAULT_SCORERS
 from enhancer.eval.variants import parse_variant
+from enhancer.prompts import PROFILES
 
 
 @dataclass
 class EvalConfig:
-    prompts: list[str] = field(default_factory=lambda: ["data/eval"], metadata={"help": "Annotated eval JSONL."})
-    variants: list[str] = field(default_factory=list, metadata={"help": "NAME=SPEC, see enhancer.eval.variants."})
-    scorers: list[str] = field(default_factory=lambda: list(DEFAULT_SCORERS), metadata={"help": "Scorer names."})
+    prompts: list[str] = field(
+        default_factory=lambda: ["data/eval"],
+        metadata={"help": "Annotated eval prompts: JSONL files or folders (repeatable)."},
+    )
+    variants: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "NAME=SPEC: raw, embedded, embedded-base, baseline-system-prompt, or model=..,adapter=..,engine=..,base_url=..,prompt=.. (repeatable)."
+        },
+    )
+    scorers: list[str] = field(
+        default_factory=lambda: list(DEFAULT_SCORERS),
+        metadata={"help": "Scorer names, comma-separated on the command line (default: every text scorer)."},
+    )
     weights: dict[str, float] = field(default_factory=dict, metadata={"help": "Composite weight per scorer."})
-    target: str = field(default="generic", metadata={"help": "Target profile every variant writes for."})
+    target: str = field(
+        default="generic", metadata={"help": "Target profile every variant writes for.", "choices": tuple(PROFILES)}
+    )
     limit: int | None = field(default=None, metadata={"help": "Only the first N prompts."})
     seed: int = field(default=0, metadata={"help": "Sampling and bootstrap seed."})
     batch_size: int = field(default=32, metadata={"help": "Prompts per generate call."})
     max_new_tokens: int | None = field(default=None, metadata={"help": "Default: fits the target's budget."})
     dtype: str | None = field(
-        default=None, metadata={"help": "Model weights' dtype; bfloat16 is faster on AVX512-BF16 CPUs."}
+        default=None,
+        metadata={
+            "choices": ("float32", "bfloat16", "float16"),
+            "help": "Model weights' dtype; bfloat16 is faster on AVX512-BF16 CPUs.",
+        },
     )
-    plugins: list[str] = field(default_factory=list, metadata={"help": "Extra plugin modules (scorers)."})
+    plugins: list[str] = field(
+        default_factory=list, metadata={"help": "Extra plugin modules, for scorers (repeatable)."}
+    )
     out: str = field(default="runs/eval", metadata={"help": "Output folder."})
 
     def __post_init__(self):
@@ -47,25 +64,19 @@ class EvalConfig:
             raise ValueError(f"eval: weights for scorers not in use: {', '.join(unknown)}")
         if self.limit is not None and self.limit < 1:
             raise ValueError("eval: limit must be at least 1")
+        if not 1 <= self.batch_size <= 512:
+            raise ValueError(f"eval: batch_size must be in 1..512, got {self.batch_size}")
+        if self.max_new_tokens is not None and not 8 <= self.max_new_tokens <= 4096:
+            raise ValueError(f"eval: max_new_tokens must be in 8..4096, got {self.max_new_tokens}")
         get_profile(self.target)
         if self.dtype not in (None, "float32", "bfloat16", "float16"):
             raise ValueError(f"eval: dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
 
     @classmethod
     def from_yaml(cls, path: str | None = None, **overrides: Any) -> EvalConfig:
-        values: dict[str, Any] = {}
-        if path:
-            if not Path(path).exists():
-                raise FileNotFoundError(f"--recipe {path}: no such file")
-            values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        values.update({k: v for k, v in overrides.items() if v not in (None, (), [])})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"{path or 'options'}: unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
-            )
-        return cls(**values)
+        from enhancer.config import load_config
+
+        return load_config(cls, path, overrides)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

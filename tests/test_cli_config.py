@@ -1,0 +1,48 @@
+"""The command's flags come from the typed configs: one place writes each option's help, type and default, and the
+same validation runs for a recipe and for a flag."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from click.testing import CliRunner
+
+from enhancer.cli import main
+from enhancer.config import RLConfig, RunConfig, SFTConfig
+from enhancer.dpo import DPOSettings
+from enhancer.eval.config import EvalConfig
+from enhancer.serve.api import ServeLimits
+
+COMMANDS = {
+    ("run",): (RunConfig, SFTConfig, RLConfig),
+    ("train", "sft"): (RunConfig, SFTConfig),
+    ("train", "dpo"): (DPOSettings, RunConfig),
+    ("eval",): (EvalConfig,),
+    ("serve",): (ServeLimits,),
+}
+
+
+def _command(path):
+    command = main
+    for name in path:
+        command = command.commands[name]
+    return command
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
+def test_flags_take_their_help_from_the_config_fields(path):
+    helps = {
+        f.metadata["help"] for section in COMMANDS[path] for f in dataclasses.fields(section) if f.metadata.get("help")
+    }
+    derived = [p for p in _command(path).params if any(p.help and p.help.startswith(h) for h in helps)]
+    assert len(derived) >= 4, [p.name for p in _command(path).params]  # most of the command's flags
+    for param in derived:
+        assert param.default is None or param.multiple  # an unset flag leaves the recipe's value alone
+
+
+def test_a_flag_is_validated_like_the_recipe_field(tmp_path):
+    result = CliRunner().invoke(main, ["run", "--max-videos", "0", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "rl.max_videos must be at least 1" in result.output
+    result = CliRunner().invoke(main, ["train", "dpo", "--traces", "t.jsonl", "--beta", "0"])
+    assert result.exit_code == 2 and "dpo.beta must be > 0" in result.output
