@@ -147,7 +147,7 @@ def engines_table(model: str, tokens: int, runs: int, idea: str) -> list[dict]:
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
     from transformers.generation.configuration_utils import CompileConfig
 
-    from enhancer.gguf_export import export_gguf
+    from enhancer.export.gguf import export_gguf
     from enhancer.models import read_metadata, resolve_model
     from enhancer.prompts import build_messages
 

@@ -4,7 +4,7 @@ and with the full (`chat`) or one-line (`compact`) instruction in every training
     .venv/bin/python bench/sft.py                            # embedded model, data/stage1, the CPU recipe
     .venv/bin/python bench/sft.py --steps 6 --case compact/packed --case compact/padded
 
-Each case trains for --steps optimizer steps through the real trainer (`enhancer.sft.build_trainer`); the first
+Each case trains for --steps optimizer steps through the real trainer (`enhancer.train.sft.build_trainer`); the first
 step is warm-up and not timed. "Real tokens" are tokens of pairs, not padding. Tokens/s alone would flatter the
 `chat` format, whose long instruction is cheap tokens nobody needs, so the table also gives the hours one epoch of
 data/stage1 takes, which is what a user waits for. Prints a Markdown table for docs/benchmarks.md.
@@ -26,7 +26,7 @@ CASES = ("chat/padded", "compact/padded", "compact/grouped", "compact/packed")
 
 
 def epoch_tokens(tokenizer, pairs, prompt_format: str, max_length: int) -> int:
-    from enhancer.sft import to_conversations
+    from enhancer.train.sft import to_conversations
 
     total = 0
     for row in to_conversations(pairs, prompt_format):
@@ -39,7 +39,7 @@ def run_case(case: str, model_path: str, pairs, base_config, steps: int, seed: i
     import torch
     from transformers import TrainerCallback
 
-    from enhancer.sft import build_trainer
+    from enhancer.train.sft import build_trainer
 
     prompt_format, batching = case.split("/")
     config = replace(

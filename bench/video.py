@@ -25,7 +25,7 @@ def run_case(kind: str, concurrency: int, videos: int, latency: float) -> dict:
     from enhancer.plugins.sora import SoraBackend
     from enhancer.plugins.synthetic import SyntheticBackend
     from enhancer.serve.videos import VideoProtocolServer
-    from enhancer.video_service import VideoRequest, VideoService
+    from enhancer.video.service import VideoRequest, VideoService
 
     requests = [VideoRequest(f"a paper boat number {i} on a pond", seconds=1, size="64x48") for i in range(videos)]
     with tempfile.TemporaryDirectory() as tmp:

@@ -49,7 +49,7 @@ def enhance(
 
 
 def run(config=None, **overrides):
-    """Run the two-stage recipe (see enhancer.orchestrator.run)."""
-    from enhancer.orchestrator import run as run_recipe
+    """Run the two-stage recipe (see enhancer.train.orchestrator.run)."""
+    from enhancer.train.orchestrator import run as run_recipe
 
     return run_recipe(config, **overrides)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from enhancer import logs
-from enhancer.distributed import ProcessContext
+from enhancer.train.distributed import ProcessContext
 
 if TYPE_CHECKING:
     from enhancer.config import RLConfig
@@ -105,7 +105,7 @@ class VideoBackend(Protocol):
 
     Optional, declared rather than discovered: `submits_jobs = True` with `async submit(prompt, *, idempotency_key,
     seed, seconds, size, negative_prompt) -> job_id` and `async fetch(job_id, *, seed, seconds, size,
-    negative_prompt) -> Video`, for servers that queue jobs (enhancer.video_service records the job ids); and
+    negative_prompt) -> Video`, for servers that queue jobs (enhancer.video.service records the job ids); and
     `cache_identity() -> dict`, what makes two of the backend's videos interchangeable in the cache."""
 
     name: str

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 from enhancer.cli import main
 from enhancer.config import RLConfig, RunConfig, SFTConfig
-from enhancer.dpo import DPOSettings
 from enhancer.eval.config import EvalConfig
 from enhancer.serve.api import ServeLimits
+from enhancer.train.dpo import DPOSettings
 
 COMMANDS = {
     ("run",): (RunConfig, SFTConfig, RLConfig),

@@ -10,7 +10,7 @@ import pytest
 
 from enhancer.contracts import Sample, Video
 from enhancer.registry import PluginRegistry
-from enhancer.video_service import submits_jobs
+from enhancer.video.service import submits_jobs
 
 REGISTRY = PluginRegistry.load()
 BUILT_IN = {

@@ -12,7 +12,7 @@ import pytest
 
 from enhancer.plugins.diffusers import _LOADED, DiffusersBackend, detect_pipeline, frame_count
 from enhancer.video import read_frames
-from enhancer.video_service import VideoRequest, VideoService
+from enhancer.video.service import VideoRequest, VideoService
 
 from conftest import BIN
 from tiny_video import build

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import torch
 
-from enhancer.dpo import DPOSettings, TracesError, preference_pairs, train_dpo
+from enhancer.train.dpo import DPOSettings, TracesError, preference_pairs, train_dpo
 
 from conftest import BIN
 

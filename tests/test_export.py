@@ -72,7 +72,7 @@ def test_ship_embedded_copies_the_adapter_and_writes_its_card(adapter_dir, tmp_p
     import json
 
     from enhancer.eval import evaluate, parse_variant
-    from enhancer.modelcard import ship_embedded
+    from enhancer.export.modelcard import ship_embedded
 
     with pytest.raises(FileNotFoundError, match="missing enhancer.json, train_metrics.json"):
         ship_embedded(adapter_dir, dest=tmp_path / "assets", log=lambda m: None)
@@ -112,7 +112,7 @@ def test_ship_embedded_copies_the_adapter_and_writes_its_card(adapter_dir, tmp_p
 
 
 def test_the_model_card_reads_issue_5s_bar_from_the_eval_summary():
-    from enhancer.modelcard import acceptance_table
+    from enhancer.export.modelcard import acceptance_table
 
     def stat(value):
         return {"mean": value}

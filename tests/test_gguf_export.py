@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from enhancer.gguf_export import ExportError, export_gguf
+from enhancer.export.gguf import ExportError, export_gguf
 
 
 def _tiny(tmp_path, kind, embedded_dir):
@@ -89,7 +89,7 @@ def test_ollama_template_renders_what_the_engine_sends(target, tmp_path, embedde
     from transformers import AutoTokenizer
 
     from enhancer.enhance.engines import TransformersEngine
-    from enhancer.gguf_export import export_ollama
+    from enhancer.export.gguf import export_ollama
     from enhancer.prompts import build_messages
 
     path = _tiny(tmp_path, "llama", embedded_dir)

@@ -145,7 +145,7 @@ def test_a_trainer_without_a_context_still_runs(tiny_model_dir, tmp_path):
 
 
 def test_budget_stops_before_the_cap(tiny_model_dir, tmp_path):
-    from enhancer.rollout import BudgetExceeded
+    from enhancer.train.rollout import BudgetExceeded
 
     config = _config(
         tiny_model_dir,

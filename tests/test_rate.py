@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from enhancer.rate import RatingStore, bradley_terry, load_pairs, next_pair, scores
+from enhancer.eval.rate import RatingStore, bradley_terry, load_pairs, next_pair, scores
 
 from browser import chromium
 from conftest import BIN

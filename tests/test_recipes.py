@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from enhancer.config import RunConfig
-from enhancer.orchestrator import check_plugins
 from enhancer.registry import PluginRegistry
+from enhancer.train.orchestrator import check_plugins
 
 from conftest import BIN, REPO
 

@@ -157,7 +157,7 @@ def test_a_module_plugin_with_a_taken_name_is_reported(plugin_dir):
 
 
 def test_run_refuses_a_plugin_module_that_failed(plugin_dir, tmp_path):
-    from enhancer.orchestrator import run
+    from enhancer.train.orchestrator import run
 
     _module(plugin_dir, "explodes_too", 'raise RuntimeError("kaput")\n')
     with pytest.raises(PluginError, match="--plugin explodes_too: RuntimeError: kaput"):

@@ -15,9 +15,9 @@ from enhancer.files import JsonlTail, append_jsonl, read_jsonl
 from enhancer.plugins.sora import SoraBackend
 from enhancer.plugins.synthetic import SyntheticBackend
 from enhancer.plugins.text_rewards import KeepScorer
-from enhancer.rollout import Rollout
 from enhancer.serve.videos import VideoProtocolServer
-from enhancer.video_service import RetryPolicy, VideoRequest, VideoService
+from enhancer.train.rollout import Rollout
+from enhancer.video.service import RetryPolicy, VideoRequest, VideoService
 
 from conftest import BIN
 

@@ -15,7 +15,7 @@ from enhancer.plugins.synthetic import SyntheticBackend
 from enhancer.plugins.text_rewards import KeepScorer
 from enhancer.plugins.trl_ppo import pad_token_for, rollout_reward_model
 from enhancer.prompts import build_messages
-from enhancer.rollout import Rollout
+from enhancer.train.rollout import Rollout
 
 from conftest import REPO
 

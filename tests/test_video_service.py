@@ -17,7 +17,7 @@ from enhancer.plugins.sora import SoraBackend
 from enhancer.plugins.synthetic import SyntheticBackend
 from enhancer.serve.videos import VideoProtocolServer
 from enhancer.video import read_frames
-from enhancer.video_service import BudgetExceeded, BudgetLedger, RetryPolicy, VideoRequest, VideoService
+from enhancer.video.service import BudgetExceeded, BudgetLedger, RetryPolicy, VideoRequest, VideoService
 
 from conftest import BIN
 

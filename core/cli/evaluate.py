@@ -86,7 +86,7 @@ def rate() -> None:
 
 
 def _rating_inputs(results, variants, db):
-    from enhancer.rate import RatingStore, load_pairs
+    from enhancer.eval.rate import RatingStore, load_pairs
 
     try:
         pairs = load_pairs(results, [v.strip() for v in variants.split(",")] if variants else None)
@@ -120,7 +120,7 @@ def rate_serve(results, variants, db, host, port, api_key):
 @click.option("--db", type=click.Path(dir_okay=False), help="SQLite file (default: RESULTS/ratings.sqlite).")
 def rate_scores(results, db):
     """Bradley-Terry strength per variant with 95% bootstrap intervals, win rates and counts (JSON)."""
-    from enhancer.rate import RatingStore, scores
+    from enhancer.eval.rate import RatingStore, scores
 
     store = RatingStore(db or Path(results) / "ratings.sqlite")
     click.echo(json.dumps(scores(store.rows()), indent=2))
@@ -132,7 +132,7 @@ def rate_scores(results, db):
 @click.option("--out", default="ratings.csv", show_default=True, help="CSV file to write.")
 def rate_export(results, db, out):
     """Every rating as a CSV row (rater, pair, variants, winner, and the two texts)."""
-    from enhancer.rate import export_csv
+    from enhancer.eval.rate import export_csv
 
     pairs, store = _rating_inputs(results, None, db)
     click.echo(str(export_csv(store, pairs, out)))

@@ -36,7 +36,7 @@ def export(adapter, out, gguf_out, quant, gguf_pre, ollama_dir, target, model, d
     if sum(bool(x) for x in (out, gguf_out, ollama_dir, ship_embedded)) != 1:
         raise click.UsageError("give one of --merge OUT, --gguf OUT.gguf, --ollama DIR or --ship-embedded")
     if ollama_dir or gguf_out:
-        from enhancer.gguf_export import ExportError, export_gguf, export_ollama
+        from enhancer.export.gguf import ExportError, export_gguf, export_ollama
 
         common = dict(model=model or "embedded", adapter=adapter, quant=quant, pre=gguf_pre)
         try:
@@ -50,10 +50,10 @@ def export(adapter, out, gguf_out, quant, gguf_pre, ollama_dir, target, model, d
     if not adapter:
         raise click.UsageError("--merge and --ship-embedded need --adapter DIR")
     if ship_embedded:
-        from enhancer.modelcard import ship_embedded as ship
+        from enhancer.export.modelcard import ship_embedded as ship
 
         ship(adapter, eval_dir, note=note, log=lambda m: click.echo(m, err=True))
         return
-    from enhancer.export import merge_adapter
+    from enhancer.export.merge import merge_adapter
 
     merge_adapter(adapter, out, model=model, dtype=dtype, log=lambda m: click.echo(m, err=True))

@@ -10,7 +10,7 @@ import click
 
 from enhancer.cli.app import config_flag, config_overrides, main
 from enhancer.config import RLConfig, RunConfig, SFTConfig
-from enhancer.dpo import DPOSettings
+from enhancer.train.dpo import DPOSettings
 
 # ---------------------------------------------------------------------------------------------------------- run
 
@@ -41,8 +41,8 @@ def run(recipe, resume, **flags):
     A rerun into the same --out picks up where the last one stopped: a finished stage 1 is not trained again,
     stage 2 continues from its last checkpoint, cached videos are not made again and the budget carries over.
     `--resume --out DIR` does that with the run's own config.yaml, so no flag needs repeating."""
-    from enhancer.distributed import current_process
-    from enhancer.orchestrator import run as run_recipe
+    from enhancer.train.distributed import current_process
+    from enhancer.train.orchestrator import run as run_recipe
 
     if resume:
         out = flags["out"]
@@ -78,9 +78,9 @@ def train() -> None:
 def train_sft_command(recipe, **flags):
     """Stage 1: LoRA SFT with TRL. A folder with checkpoints resumes from the newest complete one."""
     from enhancer.data import load_pairs
-    from enhancer.distributed import current_process
     from enhancer.models import resolve_model
-    from enhancer.sft import train_sft
+    from enhancer.train.distributed import current_process
+    from enhancer.train.sft import train_sft
 
     config = RunConfig.from_yaml(recipe, **config_overrides(flags))
     process = current_process()
@@ -126,9 +126,9 @@ def train_sft_command(recipe, **flags):
 def train_dpo_command(traces, model, adapter, out, target, seed, **flags):
     """Preference training on stage-2 traces: per prompt, its best rewrite over its worst (TRL DPOTrainer).
     A rerun into the same --out resumes from its newest complete checkpoint."""
-    from enhancer.distributed import current_process
-    from enhancer.dpo import TracesError, train_dpo
     from enhancer.models import resolve_model
+    from enhancer.train.distributed import current_process
+    from enhancer.train.dpo import TracesError, train_dpo
 
     settings = DPOSettings(**config_overrides(flags))
     process = current_process()

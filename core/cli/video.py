@@ -14,7 +14,7 @@ from enhancer.cli.app import main, parse_options
 
 def _video_service(backend, options, cache, concurrency, max_cost_usd, plugin_modules):
     from enhancer.registry import PluginRegistry
-    from enhancer.video_service import VideoService
+    from enhancer.video.service import VideoService
 
     registry = PluginRegistry.load(extra_modules=list(plugin_modules))
     try:
@@ -67,7 +67,7 @@ def video_generate(prompt, backend, options, seconds, size, seed, cache, max_cos
     import shutil
 
     from enhancer.video import parse_size
-    from enhancer.video_service import VideoRequest
+    from enhancer.video.service import VideoRequest
 
     try:
         parse_size(size)
@@ -94,7 +94,7 @@ def video_generate(prompt, backend, options, seconds, size, seed, cache, max_cos
 )
 def video_estimate(backend, options, seconds, size, seed, cache, max_cost_usd, plugin_modules, prompts_path):
     """Dry run: how many of these prompts the cache already has, and what the rest would cost."""
-    from enhancer.video_service import VideoRequest
+    from enhancer.video.service import VideoRequest
 
     prompts = _read_prompt_lines(prompts_path)
     service = _video_service(backend, parse_options(options, "--option"), cache, 1, max_cost_usd, plugin_modules)

@@ -112,7 +112,7 @@ def plot_breakdown(summary: dict, field: str, path: Path, title: str) -> Path:
 
 
 def reward_by_step(traces: Path) -> tuple[np.ndarray, np.ndarray]:
-    from enhancer.rollout import rewards_by_step
+    from enhancer.train.rollout import rewards_by_step
 
     by_step = rewards_by_step(traces)
     steps = np.array(list(by_step))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from enhancer.rate import WINNERS, RatingStore, next_pair, scores
+from enhancer.eval.rate import WINNERS, RatingStore, next_pair, scores
 
 RATER = re.compile(r"^[\w .@-]{1,64}$")
 

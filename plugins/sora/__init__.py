@@ -11,7 +11,7 @@ provider that kept the protocol.
 
 Options: base_url (or ENHANCER_SORA_BASE_URL), api_key (or ENHANCER_SORA_API_KEY / OPENAI_API_KEY), model,
 cost_per_second (USD per second of video, for the budget; default 0.10, what sora-2 cost at 720p),
-poll_interval_s, request_timeout_s. Retries, the cache and the budget are the core's (enhancer.video_service):
+poll_interval_s, request_timeout_s. Retries, the cache and the budget are the core's (enhancer.video.service):
 the SDK's own retries are off so that faults are counted once, and each job is created with an Idempotency-Key,
 so a retried create returns the job already made instead of paying for a second.
 

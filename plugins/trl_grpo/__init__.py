@@ -22,10 +22,10 @@ GPU: `trl vllm-serve --model BASE` there, then the training processes on the oth
 from __future__ import annotations
 
 from enhancer import hookimpl
-from enhancer.checkpoints import resume_point
 from enhancer.contracts import TrainContext
 from enhancer.prompts import build_messages
-from enhancer.rollout import BudgetExceeded
+from enhancer.train.checkpoints import resume_point
+from enhancer.train.rollout import BudgetExceeded
 
 
 class GRPOPolicyTrainer:

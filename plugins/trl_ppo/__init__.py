@@ -40,11 +40,11 @@ import shutil
 from pathlib import Path
 
 from enhancer import hookimpl, logs
-from enhancer.adapters import fold_adapters, merged_policy
 from enhancer.contracts import TrainContext
-from enhancer.distributed import ProcessContext
 from enhancer.models import METADATA_FILE, read_metadata
-from enhancer.rollout import BudgetExceeded
+from enhancer.train.adapters import fold_adapters, merged_policy
+from enhancer.train.distributed import ProcessContext
+from enhancer.train.rollout import BudgetExceeded
 
 
 def pad_token_for(tokenizer) -> None:

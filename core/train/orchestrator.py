@@ -30,10 +30,10 @@ from enhancer import logs
 from enhancer.config import RunConfig
 from enhancer.contracts import TrainContext
 from enhancer.data import load_pairs, load_prompts
-from enhancer.distributed import current_process
 from enhancer.models import ModelNotFoundError, embedded_adapter_dir, read_metadata, resolve_model
 from enhancer.registry import PluginError, PluginRegistry
-from enhancer.rollout import Budget, Rollout, merge_summaries, rewards_by_step
+from enhancer.train.distributed import current_process
+from enhancer.train.rollout import Budget, Rollout, merge_summaries, rewards_by_step
 
 
 @dataclass
@@ -137,7 +137,7 @@ def run(
         adapter = start_adapter
         log(f"stage 1: skipped, starting from adapter {adapter}")
     else:
-        from enhancer.sft import train_sft
+        from enhancer.train.sft import train_sft
 
         pairs = load_pairs(config.stage1_data)
         adapter = str(

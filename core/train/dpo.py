@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from enhancer import logs
-from enhancer.checkpoints import resume_point
-from enhancer.distributed import ProcessContext
 from enhancer.files import read_jsonl
+from enhancer.train.checkpoints import resume_point
+from enhancer.train.distributed import ProcessContext
 
 
 @dataclass
@@ -127,9 +127,9 @@ def train_dpo(
     from transformers import AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    from enhancer.adapters import fold_adapters, merged_policy
     from enhancer.models import METADATA_FILE, read_metadata
     from enhancer.prompts import build_messages
+    from enhancer.train.adapters import fold_adapters, merged_policy
 
     settings = settings or DPOSettings()
     process = process or ProcessContext()

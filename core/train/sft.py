@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 
 from enhancer import logs
-from enhancer.checkpoints import resume_point
 from enhancer.data import Pair
-from enhancer.distributed import ProcessContext
 from enhancer.models import METADATA_FILE
 from enhancer.prompts import build_messages
+from enhancer.train.checkpoints import resume_point
+from enhancer.train.distributed import ProcessContext
 
 FORM_TARGETS = {"structured": "sora", "paragraph": "generic"}  # which profile's instruction each form trains
 

@@ -124,7 +124,7 @@ def model_card(info: dict, metrics: dict, evaluation: dict | None, note: str | N
         f"- Command: `{info.get('command', 'enhancer train sft')}`",
         f"- Recipe: `{info.get('recipe')}`",
         f"- Data: {info.get('pairs')} (simple, detailed) pairs from data/stage1, sha256 of the pairs in order "
-        f"`{info.get('data_sha256')}` (`enhancer.sft.data_hash`)",
+        f"`{info.get('data_sha256')}` (`enhancer.train.sft.data_hash`)",
         f"- LoRA r {sft.get('lora_r')}, alpha {sft.get('lora_alpha')}, dropout {sft.get('lora_dropout')}, all linear "
         f"layers; lr {sft.get('learning_rate')} cosine; batch {sft.get('batch_size')} x accumulation "
         f"{sft.get('gradient_accumulation')}; {sft.get('epochs')} epochs = {info.get('steps')} steps; "

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from enhancer import logs
-from enhancer.distributed import ProcessContext
+from enhancer.train.distributed import ProcessContext
 
 STATE_FILE = "trainer_state.json"
 

@@ -26,17 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from enhancer.contracts import Sample, Video
-from enhancer.distributed import ProcessContext
 from enhancer.files import append_jsonl, cut_torn_tail, read_jsonl
 from enhancer.scoring import combine
-from enhancer.video_service import BudgetExceeded, VideoRequest, VideoService
+from enhancer.train.distributed import ProcessContext
+from enhancer.video.service import BudgetExceeded, VideoRequest, VideoService
 
 __all__ = ["Budget", "BudgetExceeded", "Rollout", "merge_summaries", "rewards_by_step"]
 
 
 @dataclass
 class Budget:
-    """Caps for stage 2. The spend itself lives in the video cache's ledger (enhancer.video_service), so a
+    """Caps for stage 2. The spend itself lives in the video cache's ledger (enhancer.video.service), so a
     resumed run carries it over."""
 
     max_videos: int | None = None
