@@ -13,8 +13,8 @@ from safetensors.torch import load_file
 from enhancer import run
 from enhancer.config import RunConfig
 from enhancer.contracts import Sample
-from enhancer.plugins.text_rewards import KeepScorer
 from enhancer.registry import PluginError, UnknownPluginError
+from enhancer.scoring import KeepScorer
 from enhancer.video import read_frames
 
 from conftest import BIN, REPO

@@ -14,7 +14,7 @@ import pytest
 from enhancer.files import JsonlTail, append_jsonl, read_jsonl
 from enhancer.plugins.sora import SoraBackend
 from enhancer.plugins.synthetic import SyntheticBackend
-from enhancer.plugins.text_rewards import KeepScorer
+from enhancer.scoring import KeepScorer
 from enhancer.serve.videos import VideoProtocolServer
 from enhancer.train.rollout import Rollout
 from enhancer.video.service import RetryPolicy, VideoRequest, VideoService

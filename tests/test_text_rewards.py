@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from enhancer.contracts import Sample
-from enhancer.plugins.text_rewards import SCORERS, BudgetScorer, CleanScorer, KeepScorer, QuoteScorer, StyleScorer
+from enhancer.plugins.text_rewards import SCORERS
+from enhancer.scoring import BudgetScorer, CleanScorer, KeepScorer, QuoteScorer, StyleScorer
 from enhancer.scoring.text import style_asked
 
 from conftest import REPO

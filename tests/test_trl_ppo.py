@@ -12,9 +12,9 @@ from enhancer import run
 from enhancer.config import RunConfig
 from enhancer.contracts import Sample
 from enhancer.plugins.synthetic import SyntheticBackend
-from enhancer.plugins.text_rewards import KeepScorer
 from enhancer.plugins.trl_ppo import pad_token_for, rollout_reward_model
 from enhancer.prompts import build_messages
+from enhancer.scoring import KeepScorer
 from enhancer.train.rollout import Rollout
 
 from conftest import REPO

@@ -15,33 +15,9 @@ under their names, the way any scorer is registered.
 from __future__ import annotations
 
 from enhancer import hookimpl
-from enhancer.scoring import (
-    TEXT_SCORERS,
-    BudgetScorer,
-    CleanScorer,
-    CoverageScorer,
-    FaithfulnessScorer,
-    KeepScorer,
-    QuoteScorer,
-    StyleScorer,
-    TextScorer,
-    content_words,
-)
+from enhancer.scoring import TEXT_SCORERS
 
 SCORERS = dict(TEXT_SCORERS)
-
-__all__ = [
-    "SCORERS",
-    "BudgetScorer",
-    "CleanScorer",
-    "CoverageScorer",
-    "FaithfulnessScorer",
-    "KeepScorer",
-    "QuoteScorer",
-    "StyleScorer",
-    "TextScorer",
-    "content_words",
-]
 
 
 @hookimpl
