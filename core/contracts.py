@@ -51,8 +51,8 @@ class Video:
 class Sample:
     """One thing to score: the user's idea, the rewrite, and (when a backend ran) the video made from it."""
 
-    simple_prompt: str
-    enhanced_prompt: str
+    simple: str  # the user's idea
+    enhanced: str  # the rewrite being judged
     video_path: str | None = None
     seed: int | None = None
     # Annotations, when the prompt comes from an annotated set (data/eval): scorers use them if present.
@@ -61,6 +61,15 @@ class Sample:
     style: str | None = None  # the style the user asked for
     target: str | None = None  # the target profile the rewrite was written for
     kind: str | None = None  # "normal", "edge" or "adversarial" (an instruction or question, not a video idea)
+
+    # the names scorers written before `simple`/`enhanced` use; read-only
+    @property
+    def simple_prompt(self) -> str:
+        return self.simple
+
+    @property
+    def enhanced_prompt(self) -> str:
+        return self.enhanced
 
 
 @dataclass
@@ -146,7 +155,7 @@ def as_trl_reward_function(scorer: RewardScorer) -> Callable[..., list[float | N
         simple = kwargs.get("simple_prompt") or [_plain_text(p) for p in prompts]
         videos = kwargs.get("video_path") or [None] * len(completions)
         samples = [
-            Sample(simple_prompt=s, enhanced_prompt=_plain_text(c), video_path=v)
+            Sample(simple=s, enhanced=_plain_text(c), video_path=v)
             for s, c, v in zip(simple, completions, videos, strict=True)
         ]
         return scorer.score(samples)

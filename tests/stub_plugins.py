@@ -57,7 +57,7 @@ class StubScorer:
                 readable = sample.video_path is not None and len(read_frames(sample.video_path)) > 0
             except Exception:
                 readable = False
-            scores.append(known_score(sample.enhanced_prompt) if readable else None)
+            scores.append(known_score(sample.enhanced) if readable else None)
         return scores
 
 

@@ -84,7 +84,7 @@ def test_original_project_formats(tmp_path):
         load_original_pairs(shard)
     shard.write_text(json.dumps({"pair_01": {"lay": "a fox", "elaborate": STARTER[1]["detailed"]}}))
     pairs = load_original_pairs(shard)
-    assert (pairs[0].id, pairs[0].simple, pairs[0].target) == ("pair_01", "a fox", STARTER[1]["target"])
+    assert (pairs[0].id, pairs[0].simple, pairs[0].form) == ("pair_01", "a fox", STARTER[1]["target"])
     prompts = tmp_path / "prompts.json"
     prompts.write_text(json.dumps(["a cat", "  a dog "]))
     assert load_original_prompts(prompts) == ["a cat", "a dog"]

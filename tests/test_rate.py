@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from enhancer.eval.rate import RatingStore, bradley_terry, load_pairs, next_pair, scores
+from enhancer.eval.rate import RatingStore, bradley_terry, load_rating_pairs, next_pair, scores
 
 from browser import chromium
 from conftest import BIN
@@ -39,14 +39,14 @@ def results(tmp_path):
 
 
 def test_pairs_are_blind_balanced_and_skip_failures(results):
-    pairs = load_pairs(results)
+    pairs = load_rating_pairs(results)
     assert len(pairs) == 8 * 3  # three variants: three pairs per prompt; the failed row is left out
     lefts = [p.variant_a for p in pairs]
     assert 0 < lefts.count("raw") < 16  # sides are drawn, not fixed by name order
     assert set(pairs[0].public()) == {"pair", "simple", "a", "b", "video_a", "video_b"}  # no variant names
-    assert len(load_pairs(results, ["sft", "rl"])) == 8
+    assert len(load_rating_pairs(results, ["sft", "rl"])) == 8
     with pytest.raises(ValueError, match="variant\\(s\\) gpt not in"):
-        load_pairs(results, ["sft", "gpt"])
+        load_rating_pairs(results, ["sft", "gpt"])
 
 
 def test_bradley_terry_recovers_the_order_with_intervals():
@@ -73,7 +73,7 @@ def test_bradley_terry_recovers_the_order_with_intervals():
 
 
 def test_ratings_survive_a_restart_and_export(results, tmp_path):
-    pairs = load_pairs(results)
+    pairs = load_rating_pairs(results)
     store = RatingStore(tmp_path / "r.sqlite")
     for pair in pairs[:3]:
         store.add("ana", pair, "a")
@@ -110,7 +110,7 @@ def _serve(app):
 def test_many_raters_at_once_and_clear_refusals(results, tmp_path):
     from enhancer.serve.rate import create_rating_app
 
-    pairs = load_pairs(results)
+    pairs = load_rating_pairs(results)
     store = RatingStore(tmp_path / "r.sqlite")
     server, thread, url = _serve(create_rating_app(pairs, store, api_key="k"))
     try:
@@ -145,7 +145,7 @@ def test_ten_pairs_rated_in_the_browser(results, tmp_path):
 
     from enhancer.serve.rate import create_rating_app
 
-    pairs = load_pairs(results)
+    pairs = load_rating_pairs(results)
     store = RatingStore(tmp_path / "r.sqlite")
     server, thread, url = _serve(create_rating_app(pairs, store))
     driver = chromium()
@@ -194,7 +194,7 @@ def test_videos_are_served_by_pair_never_by_path(tmp_path):
         )
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    pairs = load_pairs(tmp_path / "eval")
+    pairs = load_rating_pairs(tmp_path / "eval")
     assert pairs[0].public()["video_a"] is True and "video" not in json.dumps(pairs[0].public()).replace("video_", "")
     server, thread, url = _serve(create_rating_app(pairs, RatingStore(tmp_path / "r.sqlite")))
     try:

@@ -86,10 +86,10 @@ def rate() -> None:
 
 
 def _rating_inputs(results, variants, db):
-    from enhancer.eval.rate import RatingStore, load_pairs
+    from enhancer.eval.rate import RatingStore, load_rating_pairs
 
     try:
-        pairs = load_pairs(results, [v.strip() for v in variants.split(",")] if variants else None)
+        pairs = load_rating_pairs(results, [v.strip() for v in variants.split(",")] if variants else None)
     except (FileNotFoundError, ValueError) as error:
         raise click.UsageError(str(error)) from error
     return pairs, RatingStore(db or Path(results) / "ratings.sqlite")

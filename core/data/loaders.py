@@ -33,7 +33,7 @@ class DataError(ValueError):
 class Pair:
     simple: str
     detailed: str
-    target: str = "paragraph"  # the form of `detailed`: "structured" or "paragraph"
+    form: str = "paragraph"  # how `detailed` is laid out: "structured" or "paragraph" (the "target" key in JSONL)
     style: str | None = None
     negative: str | None = None
     id: str | None = None

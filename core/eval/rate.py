@@ -25,7 +25,7 @@ WINNERS = ("a", "b", "tie")
 
 
 @dataclass
-class Pair:
+class RatingPair:
     id: int
     prompt_id: str
     simple: str
@@ -48,7 +48,7 @@ class Pair:
         }
 
 
-def load_pairs(results_dir: str | Path, variants: list[str] | None = None, seed: int = 0) -> list[Pair]:
+def load_rating_pairs(results_dir: str | Path, variants: list[str] | None = None, seed: int = 0) -> list[RatingPair]:
     path = Path(results_dir) / "results.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no results here; run `enhancer eval` first and give its --out folder")
@@ -65,7 +65,7 @@ def load_pairs(results_dir: str | Path, variants: list[str] | None = None, seed:
     if variants and set(variants) - set(found):
         raise ValueError(f"variant(s) {', '.join(sorted(set(variants) - set(found)))} not in {path}; it has {found}")
     rng = random.Random(seed)
-    pairs: list[Pair] = []
+    pairs: list[RatingPair] = []
     for prompt_id in sorted(by_prompt):
         rows = by_prompt[prompt_id]
         for left, right in itertools.combinations(sorted(rows), 2):
@@ -75,7 +75,7 @@ def load_pairs(results_dir: str | Path, variants: list[str] | None = None, seed:
             if a["enhanced"].strip() == b["enhanced"].strip():
                 continue  # nothing to choose between
             pairs.append(
-                Pair(
+                RatingPair(
                     len(pairs),
                     prompt_id,
                     a["simple"],
@@ -107,7 +107,7 @@ class RatingStore:
         )
         self.db.commit()
 
-    def add(self, rater: str, pair: Pair, winner: str) -> None:
+    def add(self, rater: str, pair: RatingPair, winner: str) -> None:
         if winner not in WINNERS:
             raise ValueError(f"winner must be one of {', '.join(WINNERS)}, got {winner!r}")
         with self.lock:
@@ -138,7 +138,7 @@ class RatingStore:
         self.db.close()
 
 
-def next_pair(pairs: list[Pair], store: RatingStore, rater: str, seed: int = 0) -> Pair | None:
+def next_pair(pairs: list[RatingPair], store: RatingStore, rater: str, seed: int = 0) -> RatingPair | None:
     """A pair this rater has not rated, among the least-rated ones (so ratings spread over all pairs)."""
     done = store.rated_by(rater)
     counts = store.counts()
@@ -217,7 +217,7 @@ def scores(ratings: list[dict], resamples: int = 1000, seed: int = 0) -> dict:
     return {"ratings": len(ratings), "raters": len({r["rater"] for r in ratings}), "variants": out}
 
 
-def export_csv(store: RatingStore, pairs: list[Pair] | None, out: str | Path) -> Path:
+def export_csv(store: RatingStore, pairs: list[RatingPair] | None, out: str | Path) -> Path:
     """Every rating as a CSV row, with the two texts when the pairs are given."""
     by_id = {p.id: p for p in pairs or []}
     out = Path(out)

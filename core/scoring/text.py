@@ -61,8 +61,8 @@ class FaithfulnessScorer:
 
         if not samples:
             return []
-        simple = embed([s.simple_prompt for s in samples])
-        enhanced = embed([s.enhanced_prompt for s in samples])
+        simple = embed([s.simple for s in samples])
+        enhanced = embed([s.enhanced for s in samples])
         return [round(max(0.0, float(a @ b)), 4) for a, b in zip(simple, enhanced, strict=True)]
 
 
@@ -79,11 +79,11 @@ class KeepScorer:
             if sample.kind == "adversarial":
                 scores.append(None)
                 continue
-            wanted = content_words(sample.simple_prompt) | {stem(k.lower()) for k in sample.keep or []}
+            wanted = content_words(sample.simple) | {stem(k.lower()) for k in sample.keep or []}
             if not wanted:
                 scores.append(None)  # nothing to keep: cannot judge
                 continue
-            kept = 1 - len(dropped(wanted, sample.enhanced_prompt)) / len(wanted)
+            kept = 1 - len(dropped(wanted, sample.enhanced)) / len(wanted)
             scores.append(round(kept, 4))
         return scores
 
@@ -96,18 +96,18 @@ class QuoteScorer:
     def score(self, samples):
         scores = []
         for sample in samples:
-            quotes = sample.quote if sample.quote is not None else quoted(sample.simple_prompt)
+            quotes = sample.quote if sample.quote is not None else quoted(sample.simple)
             if not quotes:
                 scores.append(None)
                 continue
-            scores.append(round(sum(q in sample.enhanced_prompt for q in quotes) / len(quotes), 4))
+            scores.append(round(sum(q in sample.enhanced for q in quotes) / len(quotes), 4))
         return scores
 
 
 def style_asked(sample) -> str | None:
     if sample.style:
         return sample.style
-    text = sample.simple_prompt.lower()
+    text = sample.simple.lower()
     found = [
         style for style, names in STYLE_NAMES.items() if any(_matches(n, set(words_of(text)), text) for n in names)
     ]
@@ -126,7 +126,7 @@ class StyleScorer:
             if style is None:
                 scores.append(None)
                 continue
-            text = sample.enhanced_prompt.lower()
+            text = sample.enhanced.lower()
             words = set(words_of(text))
             scores.append(1.0 if any(_matches(n, words, text) for n in STYLE_NAMES[style]) else 0.0)
         return scores
@@ -140,7 +140,7 @@ class CoverageScorer:
     def score(self, samples):
         scores = []
         for sample in samples:
-            text = sample.enhanced_prompt.lower()
+            text = sample.enhanced.lower()
             words = set(words_of(text))
             covered = [d for d, cues in DIMENSIONS.items() if any(_matches(c, words, text) for c in cues)]
             scores.append(round(len(covered) / len(DIMENSIONS), 4))
@@ -161,14 +161,14 @@ class BudgetScorer:
         for sample in samples:
             profile = get_profile(sample.target or self.target)
             low, high = profile.min_words, profile.budget_words()
-            words = len(sample.enhanced_prompt.split())
+            words = len(sample.enhanced.split())
             if low <= words <= high:
                 value = 1.0
             elif words < low:
                 value = max(0.0, (words - low / 2) / (low / 2))
             else:
                 value = max(0.0, 1 - (words - high) / high)
-            lines = [ln for ln in sample.enhanced_prompt.splitlines() if ln.strip()]
+            lines = [ln for ln in sample.enhanced.splitlines() if ln.strip()]
             if profile.form == "paragraph" and len(lines) > 1:
                 value *= 0.5  # a paragraph target got several lines
             if profile.form == "structured":
@@ -205,10 +205,10 @@ class CleanScorer:
     def score(self, samples):
         scores = []
         for sample in samples:
-            if not sample.enhanced_prompt.strip():
+            if not sample.enhanced.strip():
                 scores.append(0.0)
                 continue
-            scores.append(max(0.0, 1 - self.PENALTY * len(self.problems(sample.enhanced_prompt))))
+            scores.append(max(0.0, 1 - self.PENALTY * len(self.problems(sample.enhanced))))
         return scores
 
 

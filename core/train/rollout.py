@@ -214,8 +214,8 @@ class Rollout:
         ]
         rows = [
             {
-                "simple_prompt": sample.simple_prompt,
-                "detailed_prompt": sample.enhanced_prompt,
+                "simple_prompt": sample.simple,
+                "detailed_prompt": sample.enhanced,
                 "reward": rewards[i],
                 "rewards": {n: scores[i] for n, scores in per_scorer.items()},
                 "seed": self.video_seed,

@@ -28,14 +28,14 @@ from enhancer.prompts import build_messages
 from enhancer.train.checkpoints import resume_point
 from enhancer.train.distributed import ProcessContext
 
-FORM_TARGETS = {"structured": "sora", "paragraph": "generic"}  # which profile's instruction each form trains
+FORM_PROFILES = {"structured": "sora", "paragraph": "generic"}  # which profile's instruction each form trains
 
 
 def data_hash(pairs: list[Pair]) -> str:
     """sha256 over the pairs in order: the same data gives the same hash wherever its files lie."""
     digest = hashlib.sha256()
     for pair in pairs:
-        digest.update(json.dumps([pair.simple, pair.detailed, pair.target], ensure_ascii=False).encode("utf-8"))
+        digest.update(json.dumps([pair.simple, pair.detailed, pair.form], ensure_ascii=False).encode("utf-8"))
     return digest.hexdigest()
 
 
@@ -62,7 +62,7 @@ def count_too_long(tokenizer, rows: list[dict], max_length: int) -> int:
 def to_conversations(pairs: list[Pair], prompt_format: str = "chat") -> list[dict]:
     return [
         {
-            "prompt": build_messages(pair.simple, FORM_TARGETS[pair.target], prompt_format),
+            "prompt": build_messages(pair.simple, FORM_PROFILES[pair.form], prompt_format),
             "completion": [{"role": "assistant", "content": pair.detailed}],
         }
         for pair in pairs

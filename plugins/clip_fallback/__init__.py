@@ -99,7 +99,7 @@ class ClipFallbackScorer:
             except Exception:
                 scores.append(None)
                 continue
-            clip = min(1.0, 2.5 * max(0.0, self.clip_similarity(frames, sample.simple_prompt)))
+            clip = min(1.0, 2.5 * max(0.0, self.clip_similarity(frames, sample.simple)))
             quality = float(np.mean(list(video_metrics(frames).values())))
             scores.append(round(self.clip_weight * clip + (1 - self.clip_weight) * quality, 4))
         return scores

@@ -235,9 +235,9 @@ class VisionRewardScorer:
                 continue
             try:
                 if self.url:
-                    scores.append(self._remote(sample.video_path, sample.simple_prompt))
+                    scores.append(self._remote(sample.video_path, sample.simple))
                 else:
-                    scores.append(round(self.score_one(sample.video_path, sample.simple_prompt)["score"], 6))
+                    scores.append(round(self.score_one(sample.video_path, sample.simple)["score"], 6))
             except Exception:  # an unreadable video or an unreachable server: could not score, not a 0
                 scores.append(None)
         return scores
@@ -313,12 +313,12 @@ class VideoAlignScorer:
 
                 for i in valid:
                     scores[i] = score_remote(
-                        self.url, samples[i].video_path, samples[i].simple_prompt, api_key=self.api_key,
+                        self.url, samples[i].video_path, samples[i].simple, api_key=self.api_key,
                         timeout=self.timeout_s,
                     )  # fmt: skip
                 return scores
             rewards = self.inferencer.reward(
-                [samples[i].video_path for i in valid], [samples[i].simple_prompt for i in valid], use_norm=True
+                [samples[i].video_path for i in valid], [samples[i].simple for i in valid], use_norm=True
             )
             for i, reward in zip(valid, rewards, strict=True):
                 scores[i] = round(self._value(reward), 6)
