@@ -209,7 +209,7 @@ def load_config(cls, path: str | None, overrides: dict[str, Any]):
     for key, value in overrides.items():
         if value is None or value == () or value == []:
             continue
-        values[key] = {**values.get(key, {}), **value} if key in sections else value
+        values[key] = {**(values.get(key) or {}), **value} if key in sections else value
     return build_config(cls, values, path or "options")
 
 
