@@ -150,10 +150,10 @@ class RunConfig:
         from enhancer.prompts import get_profile
 
         coerce_numbers(self)
-        if isinstance(self.sft, dict):
-            self.sft = SFTConfig(**self.sft)
-        if isinstance(self.rl, dict):
-            self.rl = RLConfig(**self.rl)
+        if self.sft is None or isinstance(self.sft, dict):  # `sft:` with nothing under it is the defaults
+            self.sft = SFTConfig(**(self.sft or {}))
+        if self.rl is None or isinstance(self.rl, dict):
+            self.rl = RLConfig(**(self.rl or {}))
         if isinstance(self.rewards, str):
             self.rewards = [r.strip() for r in self.rewards.split(",") if r.strip()]
         if not self.rewards:
