@@ -216,7 +216,7 @@ def load_config(cls, path: str | None, overrides: dict[str, Any]):
 def build_config(cls, values: dict[str, Any], source: str = "config"):
     """`cls(**values)`, refusing unknown keys (in nested sections too) with the valid ones named."""
     for name, section in (("", cls), *getattr(cls, "SECTIONS", {}).items()):
-        given = values.get(name, {}) if name else values
+        given = (values.get(name) or {}) if name else values
         known = {f.name for f in fields(section)}
         unknown = sorted(set(given) - known)
         if unknown:
