@@ -219,6 +219,8 @@ def test_numbers_yaml_reads_as_strings_are_numbers(tmp_path):
     recipe.write_text("sft:\n  learning_rate: 2e-4\nrl:\n  learning_rate: 1e-5\n  max_cost_usd: 5e1\n")
     config = RunConfig.from_yaml(str(recipe))  # PyYAML gives '2e-4' (no dot) as a string
     assert (config.sft.learning_rate, config.rl.learning_rate, config.rl.max_cost_usd) == (2e-4, 1e-5, 50.0)
+    recipe.write_text("sft:\nrl:\n")  # sections with nothing under them: the defaults
+    assert RunConfig.from_yaml(str(recipe), rl={"max_steps": 3}).rl.max_steps == 3
     recipe.write_text("sft:\n  learning_rate: fast\n")
     with pytest.raises(ValueError, match=r"sft\.learning_rate: expected a number \(float\), got 'fast'"):
         RunConfig.from_yaml(str(recipe))
