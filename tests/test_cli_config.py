@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from enhancer.cli import main
 from enhancer.config import RLConfig, RunConfig, SFTConfig
 from enhancer.eval.config import EvalConfig
-from enhancer.serve.api import ServeLimits
+from enhancer.serve.limits import ServeLimits
 from enhancer.train.dpo import DPOSettings
 
 COMMANDS = {

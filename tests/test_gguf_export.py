@@ -1,6 +1,6 @@
 """GGUF export: a tiny random Llama (and Qwen2) with the SmolLM2 tokenizer, written with the gguf package and
 read back by transformers' own GGUF loader (which undoes llama.cpp's Q/K layout): same logits, same greedy
-tokens. The llama.cpp side (llama-cpp-python) is tested where that extra is installed."""
+tokens. llama.cpp itself reads the files in tests/test_llamacpp_engine.py."""
 
 from __future__ import annotations
 
@@ -104,80 +104,3 @@ def test_ollama_template_renders_what_the_engine_sends(target, tmp_path, embedde
     engine = TransformersEngine.__new__(TransformersEngine)  # render() needs only the tokenizer
     engine.tokenizer = AutoTokenizer.from_pretrained(path)
     assert ollama_prompt == engine.render(build_messages(idea, target))
-
-
-@pytest.mark.slow
-def test_llama_cpp_reads_the_export_and_decodes_the_same_greedy_tokens(tmp_path, embedded_dir):
-    """Needs the `llamacpp` extra (llama-cpp-python compiles llama.cpp); skipped where it is not installed."""
-    pytest.importorskip("llama_cpp")
-    from llama_cpp import Llama
-    from transformers import AutoModelForCausalLM
-
-    from enhancer.enhance import Enhancer
-
-    path = _tiny(tmp_path, "llama", embedded_dir)
-    out = export_gguf(tmp_path / "tiny.gguf", model=str(path), adapter="none", quant="f32", log=lambda m: None)
-    prompt = [1, 504, 3312, 282, 260, 4376, 2]
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    with torch.no_grad():
-        expected = model.generate(torch.tensor([prompt]), max_new_tokens=32, do_sample=False, pad_token_id=0)
-    expected = expected[0, len(prompt) :].tolist()
-    half = export_gguf(tmp_path / "tiny-f16.gguf", model=str(path), adapter="none", quant="f16", log=lambda m: None)
-    for gguf_file in (out, half):  # f32 and f16 weights: the same 32 greedy tokens as transformers in float32
-        llm = Llama(model_path=str(gguf_file), n_ctx=256, verbose=False)
-        got = []
-        for token in llm.generate(prompt, top_k=1, temp=0.0, repeat_penalty=1.0):
-            got.append(token)
-            if len(got) == 32:
-                break
-        assert got == expected, gguf_file.name
-    # The engines agree under enhancer's own sampling rules too: greedy, with the repetition penalty on generated
-    # tokens only. At 3.0 the penalty changes this model's output (at 1.0 it repeats one token), so the logits
-    # processor demonstrably runs inside llama.cpp's sampler.
-    from enhancer.enhance.engines import LlamaCppEngine, TransformersEngine
-    from enhancer.prompts import build_messages
-
-    conversation = build_messages("a fox in the snow", "generic", "chat")
-    outputs = {}
-    for penalty in (1.0, 3.0):
-        torch_engine = TransformersEngine(str(path), dtype="float32")
-        torch_engine.repetition_penalty = penalty
-        llama_engine = LlamaCppEngine(str(out), repetition_penalty=penalty)
-        torch_side = torch_engine.generate([conversation], temperature=0, max_new_tokens=24)[0].texts
-        assert llama_engine.generate([conversation], temperature=0, max_new_tokens=24)[0].texts == torch_side
-        outputs[penalty] = torch_side[0]
-    assert outputs[1.0] != outputs[3.0]
-    # the engine behind `enhancer enhance --engine llamacpp --model FILE.gguf`
-    row = Enhancer.load(model=str(out), engine="llamacpp", max_new_tokens=12).enhance("a fox in the snow", seed=1)
-    assert row.status in ("ok", "fallback") and row.model == "tiny.gguf"
-
-
-def test_llamacpp_engine_explains_what_it_needs(tmp_path):
-    import importlib.util
-
-    from enhancer.enhance import Enhancer
-    from enhancer.enhance.engines import EngineUnavailableError
-
-    if importlib.util.find_spec("llama_cpp") is None:  # the default install: the extra is not there
-        with pytest.raises(EngineUnavailableError, match=r"pip install 'enhancer\[llamacpp\]'"):
-            Enhancer.load(model=str(tmp_path / "m.gguf"), engine="llamacpp")
-    else:
-        with pytest.raises(FileNotFoundError, match="needs a .gguf file; write one with `enhancer export --gguf`"):
-            Enhancer.load(model=str(tmp_path / "m.gguf"), engine="llamacpp")
-
-
-def test_llamacpp_repetition_penalty_matches_transformers_on_generated_tokens_only():
-    """The llama.cpp engine's logits processor against transformers' own processor with `prompt_ignore_length`."""
-    import numpy as np
-    from transformers import RepetitionPenaltyLogitsProcessor
-
-    from enhancer.enhance.engines import GeneratedRepetitionPenalty
-
-    generator = torch.Generator().manual_seed(0)
-    scores = torch.randn(1, 50, generator=generator)
-    ids = torch.tensor([[3, 7, 7, 11, 20, 3, 41, 41, 5]])  # a prompt of 5 tokens, then 4 generated
-    expected = RepetitionPenaltyLogitsProcessor(1.3, prompt_ignore_length=5)(ids, scores.clone())
-    got = GeneratedRepetitionPenalty(1.3, prompt_length=5)(ids[0].numpy().astype(np.intc), scores[0].numpy().copy())
-    assert np.allclose(got, expected[0].numpy())
-    changed = set(np.flatnonzero(~np.isclose(got, scores[0].numpy())).tolist())
-    assert changed == {3, 41, 5}  # 7, 11 and 20 appear only in the prompt

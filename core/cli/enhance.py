@@ -11,7 +11,7 @@ import click
 from enhancer.cli.app import config_flag, config_overrides, main
 from enhancer.enhance.engines import ENGINES
 from enhancer.prompts import PROFILES
-from enhancer.serve.api import ServeLimits
+from enhancer.serve.limits import ServeLimits
 
 # ------------------------------------------------------------------------------------------------------ enhance
 
@@ -23,7 +23,13 @@ from enhancer.serve.api import ServeLimits
 @click.option("--resume", is_flag=True, help="Skip inputs already in --output and append the rest.")
 @click.option("--model", default="embedded", show_default=True, help="'embedded', a local HF directory or a hub id.")
 @click.option("--adapter", help="A PEFT adapter directory to apply to --model.")
-@click.option("--engine", type=click.Choice(list(ENGINES)), default="transformers", show_default=True)
+@click.option(
+    "--engine",
+    type=click.Choice(list(ENGINES)),
+    default="auto",
+    show_default=True,
+    help="auto: llama.cpp for the embedded model and .gguf files, transformers for other models.",
+)
 @click.option("--base-url", help="OpenAI-compatible endpoint for --engine openai, e.g. http://127.0.0.1:8000/v1.")
 @click.option("--api-key", envvar="ENHANCER_API_KEY", help="Key for --base-url (or $ENHANCER_API_KEY).")
 @click.option(
@@ -145,7 +151,13 @@ def enhance(
 @main.command()
 @click.option("--model", default="embedded", show_default=True, help="'embedded', a local HF directory or a hub id.")
 @click.option("--adapter", help="A PEFT adapter directory to apply to --model.")
-@click.option("--engine", type=click.Choice(list(ENGINES)), default="transformers", show_default=True)
+@click.option(
+    "--engine",
+    type=click.Choice(list(ENGINES)),
+    default="auto",
+    show_default=True,
+    help="auto: llama.cpp for the embedded model and .gguf files, transformers for other models.",
+)
 @click.option("--base-url", help="Upstream OpenAI-compatible endpoint for --engine openai.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), help="Weights' dtype.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address; beyond loopback only with a key.")

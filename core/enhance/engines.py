@@ -1,6 +1,6 @@
-"""Generation engines behind `Enhancer`: `transformers` (batched, CPU or GPU), `openai` (any OpenAI-compatible chat
-endpoint), `vllm` (GPU) and `llamacpp` (a GGUF file through llama-cpp-python); the last two are imported only when
-chosen.
+"""Generation engines behind `Enhancer`: `llamacpp` (llama.cpp through the prebuilt xllamacpp wheel: the default for
+the embedded model), `transformers` (batched, CPU or GPU: any Hugging Face model, training and eval parity),
+`openai` (any OpenAI-compatible chat endpoint) and `vllm` (GPU); each is imported only when chosen.
 
 Every engine has one method, `generate(conversations, *, n, seed, temperature, max_new_tokens)`, returning one
 item per conversation: a `Generation` (n texts) or the exception that stopped that conversation, so one
@@ -9,11 +9,12 @@ failure never sinks the rest of a batch.
 
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-ENGINES = ("transformers", "openai", "vllm", "llamacpp")
+ENGINES = ("auto", "llamacpp", "transformers", "openai", "vllm")  # auto: llamacpp for the embedded model
 
 
 class EngineUnavailableError(RuntimeError):
@@ -41,6 +42,12 @@ def default_dtype(device: str) -> str:
     if device.startswith("cuda"):
         return "bfloat16"
     return "bfloat16" if cpu_has_bf16() else "float32"
+
+
+def llamacpp_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("xllamacpp") is not None
 
 
 def check_engine(engine: str) -> str:
@@ -250,98 +257,178 @@ class VLLMEngine:
         ]
 
 
-class GeneratedRepetitionPenalty:
-    """llama.cpp logits processor: the repetition penalty over the tokens generated so far, not the prompt's (the
-    transformers engine's rule: a rewrite must be free to repeat the user's words). `input_ids` holds the prompt
-    and then the generated tokens."""
-
-    def __init__(self, penalty: float, prompt_length: int):
-        self.penalty = penalty
-        self.prompt_length = prompt_length
-
-    def __call__(self, input_ids, scores):
-        import numpy as np
-
-        seen = np.unique(np.asarray(input_ids[self.prompt_length :], dtype=np.int64))
-        if seen.size:
-            logits = scores[seen]
-            scores[seen] = np.where(logits < 0, logits * self.penalty, logits / self.penalty)
-        return scores
-
-
 class LlamaCppEngine:
-    """llama.cpp through llama-cpp-python (`pip install 'enhancer[llamacpp]'`, which compiles llama.cpp) on a
-    GGUF file written by `enhancer export --gguf`. The chat template comes from the file's metadata. Requests run
-    one after another: llama.cpp uses every core for one.
+    """llama.cpp through the `xllamacpp` wheel (prebuilt for manylinux/macOS/Windows, in the default install: nothing
+    compiles) on a GGUF file written by `enhancer export --gguf`, or the embedded model's export in the model cache.
 
-    Sampling follows the transformers engine: top-p 0.9 over the whole vocabulary (no top-k, no min-p), greedy at
-    temperature 0, and the repetition penalty on generated tokens only (llama.cpp's own `repeat_penalty` also
-    counts the prompt's last 64 tokens, which pushes the model off the user's words)."""
+    The prompt is the model's chat template rendered with jinja2 exactly as transformers renders it (the template
+    comes from the export's sidecar, else from the GGUF's metadata), so both engines send the same text. Requests
+    go to llama.cpp's server loop in-process: `parallel` slots decode together (continuous batching), which is how
+    a batch, several variants and `enhancer serve`'s concurrent requests share the CPU.
+
+    Decoding follows the transformers engine: greedy at temperature 0, else top-p 0.9 over the whole vocabulary
+    (no top-k, no min-p), and a repetition penalty of 1.1 over the last 64 tokens. One difference is llama.cpp's:
+    its penalty window also holds the prompt's last tokens until 64 tokens are generated, where the transformers
+    engine counts generated tokens only; docs/evaluation.md measures what that does to the scores."""
 
     name = "llamacpp"
 
-    def __init__(self, gguf_path: str, *, n_ctx: int = 2048, n_threads: int | None = None, repetition_penalty=1.1):
+    def __init__(
+        self,
+        gguf_path: str,
+        *,
+        n_ctx: int = 8192,
+        parallel: int = 4,
+        n_threads: int | None = None,
+        repetition_penalty: float = 1.1,
+        chat_template: dict | None = None,
+    ):
         try:
-            from llama_cpp import Llama
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-        except ImportError as error:
+            import xllamacpp
+        except ImportError as error:  # a platform without a prebuilt wheel
             raise EngineUnavailableError(
-                f"the llamacpp engine needs llama-cpp-python ({error}): `pip install 'enhancer[llamacpp]'` "
-                "(it compiles llama.cpp: about 12 minutes on 2 cores), or use --engine transformers"
+                f"the llamacpp engine needs the xllamacpp wheel ({error}); use --engine transformers"
             ) from error
         if not str(gguf_path).endswith(".gguf") or not os.path.isfile(gguf_path):
             raise FileNotFoundError(
                 f"--model {gguf_path}: the llamacpp engine needs a .gguf file; write one with `enhancer export --gguf`"
             )
-        self.llm = Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
-        self.repetition_penalty = repetition_penalty
-        template = self.llm.metadata.get("tokenizer.chat_template")
-        special = lambda token: self.llm.detokenize([token], special=True).decode("utf-8", "replace")  # noqa: E731
-        self.formatter = (
-            Jinja2ChatFormatter(
-                template, eos_token=special(self.llm.token_eos()), bos_token=special(self.llm.token_bos())
-            )
-            if template
-            else None
+        self.template = chat_template or gguf_chat_template(gguf_path)
+        self._render = (
+            _compile_template(self.template["chat_template"]) if self.template.get("chat_template") else None
         )
+        params = xllamacpp.CommonParams()
+        params.model.path = str(gguf_path)
+        params.n_ctx = n_ctx  # shared by the slots: n_ctx / parallel tokens each
+        params.n_parallel = parallel
+        threads = n_threads or max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = threads
+        params.warmup = False
+        params.verbosity = 0  # errors only; llama.cpp logs every request otherwise
+        self.server = xllamacpp.Server(params)
+        self.parallel = parallel
+        self.repetition_penalty = repetition_penalty
 
     def render(self, conversation: list[dict[str, str]]) -> str:
         if conversation[0]["role"] == "completion":
             return conversation[0]["content"]
-        if self.formatter is None:  # base models without a chat template: plain completion
+        if self._render is None:  # base models without a chat template: plain completion
             return "\n\n".join(message["content"] for message in conversation)
-        return self.formatter(messages=conversation).prompt
+        return self._render(
+            messages=conversation,
+            add_generation_prompt=True,
+            bos_token=self.template.get("bos_token") or "",
+            eos_token=self.template.get("eos_token") or "",
+        )
+
+    def request(self, prompt: str, *, seed: int, temperature: float, max_new_tokens: int, stream=None) -> dict:
+        """One completion through llama.cpp's server loop; `stream(text_piece)` gets the text as it comes."""
+        body = {
+            "prompt": prompt,  # tokenized by llama.cpp with special tokens parsed and no BOS added, as transformers
+            "n_predict": max_new_tokens,
+            "temperature": temperature,
+            "top_p": 0.9 if temperature > 0 else 1.0,
+            "top_k": 0 if temperature > 0 else 1,
+            "min_p": 0.0,
+            "seed": seed,
+            "repeat_penalty": self.repetition_penalty,
+            "repeat_last_n": 64,
+            "cache_prompt": True,  # the instruction is the same for every request: its KV cache is reused
+        }
+        if stream is None:
+            reply = self.server.handle_completions(body)
+            if "error" in reply:
+                raise RuntimeError(f"llama.cpp: {reply['error'].get('message', reply['error'])}")
+            return {"text": reply["choices"][0]["text"], "truncated": reply["choices"][0]["finish_reason"] == "length"}
+        pieces, finish = [], {}
+
+        def on_chunk(chunk) -> bool:
+            chunk = json.loads(chunk) if isinstance(chunk, str) else chunk
+            if "error" in chunk:
+                finish["error"] = chunk["error"].get("message", chunk["error"])
+            for choice in chunk.get("choices", []):
+                if choice.get("text"):
+                    pieces.append(choice["text"])
+                    stream(choice["text"])
+                if choice.get("finish_reason"):
+                    finish["reason"] = choice["finish_reason"]
+            return False  # go on
+
+        self.server.handle_completions({**body, "stream": True}, on_chunk)
+        if "error" in finish:
+            raise RuntimeError(f"llama.cpp: {finish['error']}")
+        return {"text": "".join(pieces), "truncated": finish.get("reason") == "length"}
 
     def generate(self, conversations, *, n=1, seed=0, temperature=0.7, max_new_tokens=256):
-        from llama_cpp import LogitsProcessorList
-
-        results = []
+        jobs = [(c, i) for c in range(len(conversations)) for i in range(n)]
+        prompts = []
         for conversation in conversations:
             try:
-                # Tokenized here, as the transformers engine does (no BOS added, special tokens parsed), so the
-                # penalty knows where the prompt ends.
-                prompt = self.llm.tokenize(self.render(conversation).encode("utf-8"), add_bos=False, special=True)
-                penalty = (
-                    LogitsProcessorList([GeneratedRepetitionPenalty(self.repetition_penalty, len(prompt))])
-                    if self.repetition_penalty != 1.0
-                    else None
+                prompts.append(self.render(conversation))
+            except Exception as error:  # a template error sinks that conversation only
+                prompts.append(error)
+
+        def run(job):
+            conversation, i = job
+            if isinstance(prompts[conversation], Exception):
+                return prompts[conversation]
+            try:
+                return self.request(
+                    prompts[conversation], seed=seed + i, temperature=temperature, max_new_tokens=max_new_tokens
                 )
-                texts, truncated = [], []
-                for i in range(n):
-                    choice = self.llm.create_completion(
-                        prompt,
-                        temperature=temperature,
-                        top_p=0.9 if temperature > 0 else 1.0,
-                        top_k=0 if temperature > 0 else 1,
-                        min_p=0.0,
-                        max_tokens=max_new_tokens,
-                        seed=seed + i,
-                        repeat_penalty=1.0,
-                        logits_processor=penalty,
-                    )["choices"][0]
-                    texts.append(choice["text"])
-                    truncated.append(choice.get("finish_reason") == "length")
-                results.append(Generation(texts, truncated))
             except Exception as error:
-                results.append(error)
+                return error
+
+        with ThreadPoolExecutor(max_workers=self.parallel) as pool:  # llama.cpp's slots decode them together
+            replies = dict(zip(jobs, pool.map(run, jobs), strict=True))
+        results = []
+        for c in range(len(conversations)):
+            mine = [replies[(c, i)] for i in range(n)]
+            failed = next((r for r in mine if isinstance(r, Exception)), None)
+            results.append(failed or Generation([r["text"] for r in mine], [r["truncated"] for r in mine]))
         return results
+
+
+def _compile_template(source: str):
+    """The chat template as transformers compiles it (sandboxed jinja2, trim_blocks and lstrip_blocks)."""
+    from jinja2.ext import loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message):
+        raise ValueError(f"chat template: {message}")
+
+    environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    environment.globals["raise_exception"] = raise_exception
+    return environment.from_string(source).render
+
+
+def gguf_chat_template(gguf_path: str) -> dict:
+    """The chat template and special tokens inference needs: from the export's sidecar (instant), else from the
+    GGUF's own metadata (a couple of seconds: the reader maps the whole file)."""
+    sidecar = f"{gguf_path}.enhancer.json"
+    if os.path.isfile(sidecar):
+        with open(sidecar, encoding="utf-8") as handle:
+            values = json.load(handle)
+        if "chat_template" in values:
+            return values
+    from gguf import GGUFReader
+
+    reader = GGUFReader(gguf_path)
+
+    def text(key):
+        field = reader.fields.get(key)
+        return bytes(field.parts[field.data[0]]).decode("utf-8") if field else None
+
+    def token(key):
+        field = reader.fields.get(key)
+        if field is None:
+            return None
+        tokens = reader.fields["tokenizer.ggml.tokens"]
+        return bytes(tokens.parts[tokens.data[int(field.parts[field.data[0]][0])]]).decode("utf-8")
+
+    return {
+        "chat_template": text("tokenizer.chat_template"),
+        "bos_token": token("tokenizer.ggml.bos_token_id"),
+        "eos_token": token("tokenizer.ggml.eos_token_id"),
+    }

@@ -11,7 +11,6 @@ Enhancer.load(model="my-model", engine="openai", base_url="http://127.0.0.1:8000
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Sequence
@@ -25,6 +24,8 @@ from enhancer.enhance.engines import (
     TransformersEngine,
     VLLMEngine,
     check_engine,
+    gguf_chat_template,
+    llamacpp_available,
 )
 from enhancer.models import EMBEDDED, resolve_model
 from enhancer.prompts import (
@@ -50,6 +51,21 @@ def auto_temperature(temperature: float | None, samples: int) -> float:
 
 
 TOKENS_PER_WORD = 1.4  # English prose in Llama/Qwen-style tokenizers, plus room for punctuation and labels
+
+
+def auto_engine(model: str, device: str | None, dtype: str | None, log=logs.info) -> str:
+    """`engine="auto"`: llama.cpp for a .gguf file and for the embedded model (exported once into the model cache;
+    about 10x the transformers engine's speed on a CPU, docs/benchmarks.md), transformers for any other model or
+    when a device or dtype is asked for; transformers too, with a one-line notice, where the llama.cpp wheel is
+    missing."""
+    if str(model).endswith(".gguf"):
+        return "llamacpp"
+    if model != EMBEDDED or device or dtype:
+        return "transformers"
+    if not llamacpp_available():
+        log("llama.cpp (the xllamacpp wheel) is not installed for this platform: using the transformers engine")
+        return "transformers"
+    return "llamacpp"
 
 
 def max_tokens_for(profile) -> int:
@@ -86,7 +102,7 @@ class Enhancer:
         cls,
         model: str = EMBEDDED,
         adapter: str | None = None,
-        engine: str = "transformers",
+        engine: str = "auto",
         *,
         base_url: str | None = None,
         api_key: str | None = None,
@@ -118,17 +134,22 @@ class Enhancer:
             backend = OpenAIEngine(served, base_url, api_key=api_key, timeout=timeout, retries=retries)
             label = model if served else f"openai:{base_url}"
             return cls(backend, label, temperature, max_new_tokens, prompt_format or "chat", candidates)
-        if engine == "llamacpp":  # a GGUF file from `enhancer export --gguf`; its sidecar names the prompt format
+        if engine == "auto":
+            engine = auto_engine(model, device, dtype, log)
+        if engine == "llamacpp":
             from pathlib import Path
 
-            sidecar = Path(f"{model}.enhancer.json")
-            trained = (
-                json.loads(sidecar.read_text(encoding="utf-8")).get("prompt_format") if sidecar.is_file() else None
-            )
-            backend = LlamaCppEngine(model)
-            return cls(
-                backend, Path(model).name, temperature, max_new_tokens, prompt_format or trained or "chat", candidates
-            )
+            if str(model).endswith(".gguf"):  # a file from `enhancer export --gguf` (or any llama.cpp model)
+                gguf, label = str(model), Path(model).name
+            else:  # a Hugging Face model (+ adapter): exported once into the model cache
+                from enhancer.export.gguf import cached_export
+
+                gguf = str(cached_export(model, adapter, log=log))
+                label = resolve_model(model, adapter, log=log).label
+            template = gguf_chat_template(gguf)
+            backend = LlamaCppEngine(gguf, chat_template=template)
+            trained = template.get("prompt_format")
+            return cls(backend, label, temperature, max_new_tokens, prompt_format or trained or "chat", candidates)
         resolved = resolve_model(model, adapter, log=log)
         prompt_format = prompt_format or resolved.trained_prompt_format() or "chat"
         if engine == "vllm":

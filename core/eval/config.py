@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from enhancer.eval.runner import DEFAULT_SCORERS
 from enhancer.eval.variants import parse_variant
 from enhancer.prompts import PROFILES
+
+DEFAULT_SCORERS = ("faithfulness", "keep", "quote", "style", "coverage", "budget", "clean")
 
 
 @dataclass

@@ -19,13 +19,12 @@ from pathlib import Path
 from enhancer import logs
 from enhancer.contracts import Sample
 from enhancer.data import EvalPrompt, load_eval
+from enhancer.eval.config import DEFAULT_SCORERS
 from enhancer.eval.statistics import bootstrap_mean, paired_difference, paired_win_rate
 from enhancer.eval.variants import Variant
 from enhancer.files import append_jsonl, cut_torn_tail, read_jsonl
 from enhancer.registry import PluginRegistry
 from enhancer.scoring import CleanScorer, CoverageScorer, combine
-
-DEFAULT_SCORERS = ("faithfulness", "keep", "quote", "style", "coverage", "budget", "clean")
 
 
 def _generate(variant: Variant, enhancer, prompts: list[EvalPrompt], target: str, seed: int) -> list[dict]:

@@ -13,6 +13,7 @@ Qwen2 (Qwen2.5).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from enhancer import logs
@@ -180,6 +181,10 @@ def export_gguf(
                 "adapter": str(resolved.adapter) if resolved.adapter else None,
                 "prompt_format": metadata.get("prompt_format", "chat"),
                 "quant": quant,
+                # what the llamacpp engine renders prompts with, without reading the whole GGUF
+                "chat_template": tokenizer.chat_template,
+                "bos_token": tokenizer.bos_token,
+                "eos_token": tokenizer.eos_token,
             },
             indent=2,
         ),
@@ -250,3 +255,40 @@ def export_ollama(
     (directory / "Modelfile").write_text(ollama_modelfile(tokenizer, target, prompt_format), encoding="utf-8")
     log(f"export: wrote {directory / 'Modelfile'}; run `ollama create enhancer-{target} -f {directory / 'Modelfile'}`")
     return directory
+
+
+EXPORT_VERSION = 1  # bump when the exporter writes different files for the same weights
+
+
+def cached_export(model: str = "embedded", adapter: str | None = None, quant: str = "q8_0", log=logs.info) -> Path:
+    """The GGUF of `model` (+ `adapter`; for "embedded", its shipped adapter unless "none") in the model cache,
+    exported on first use (about 10 s for the embedded model) and found again by a key over what went into it:
+    the base model's name, the adapter's files, the quantisation and the exporter's version. Safe when several
+    processes ask at once (one exports, the others wait and use it)."""
+    import hashlib
+
+    from enhancer.files import file_lock
+    from enhancer.models import enhancer_home, resolve_model
+
+    resolved = resolve_model(model, adapter, log=log)
+    digest = hashlib.sha256(json.dumps([model, resolved.path, quant, EXPORT_VERSION]).encode("utf-8"))
+    if resolved.adapter:
+        for name in ("adapter_config.json", "adapter_model.safetensors"):
+            with open(Path(resolved.adapter) / name, "rb") as handle:
+                digest.update(hashlib.file_digest(handle, "sha256").digest())
+    folder = enhancer_home() / "models" / "gguf"
+    target = folder / f"{resolved.label.replace('/', '_')}-{digest.hexdigest()[:16]}-{quant}.gguf"
+    sidecar = target.with_suffix(".gguf.enhancer.json")
+    if target.is_file() and sidecar.is_file():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    with file_lock(f"{target}.lock"):
+        if target.is_file() and sidecar.is_file():
+            return target  # another process exported it while this one waited
+        staging = folder / f".{target.stem}-{os.getpid()}.gguf"
+        staging.unlink(missing_ok=True)
+        log(f"exporting {resolved.label} to llama.cpp's format once ({quant}, about 10 s): {target}")
+        export_gguf(staging, model=model, adapter=adapter, quant=quant, log=log)
+        os.replace(staging.with_suffix(".gguf.enhancer.json"), sidecar)
+        os.replace(staging, target)  # last: a GGUF in place means its sidecar is too
+    return target

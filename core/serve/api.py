@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from enhancer.prompts import PROFILES, check_prompt
+from enhancer.serve.limits import ServeLimits
 
 
 class EnhanceRequest(BaseModel):
@@ -55,25 +56,6 @@ class ChatRequest(BaseModel):
 
 
 OPEN_PATHS = ("/", "/healthz")  # the page (static, no data) and liveness need no key; the page asks for one
-
-
-@dataclass
-class ServeLimits:
-    """`enhancer serve`'s limits (the command's flags come from these fields)."""
-
-    max_body_bytes: int = field(default=64_000, metadata={"help": "Largest request body; larger ones get 413."})
-    max_n: int = field(default=8, metadata={"help": "Most variants one request may ask for."})
-    request_timeout_s: float = field(default=300.0, metadata={"help": "Seconds a request may wait for its rewrite."})
-    batch_window_ms: float = field(
-        default=20.0, metadata={"help": "How long the first request of a batch waits for others to join it."}
-    )
-    max_batch: int = field(default=32, metadata={"help": "Prompts per generate call."})
-
-    def __post_init__(self):
-        if min(self.max_body_bytes, self.max_n, self.max_batch) < 1 or self.request_timeout_s < 1:
-            raise ValueError("serve: max_body_bytes, max_n and max_batch must be >= 1 and request_timeout_s >= 1")
-        if self.batch_window_ms < 0:
-            raise ValueError(f"serve: batch_window_ms must be >= 0, got {self.batch_window_ms}")
 
 
 @dataclass

@@ -1,0 +1,25 @@
+"""`enhancer serve`'s limits, in a module of their own so the command line can read them without loading the
+server's web framework."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ServeLimits:
+    """`enhancer serve`'s limits (the command's flags come from these fields)."""
+
+    max_body_bytes: int = field(default=64_000, metadata={"help": "Largest request body; larger ones get 413."})
+    max_n: int = field(default=8, metadata={"help": "Most variants one request may ask for."})
+    request_timeout_s: float = field(default=300.0, metadata={"help": "Seconds a request may wait for its rewrite."})
+    batch_window_ms: float = field(
+        default=20.0, metadata={"help": "How long the first request of a batch waits for others to join it."}
+    )
+    max_batch: int = field(default=32, metadata={"help": "Prompts per generate call."})
+
+    def __post_init__(self):
+        if min(self.max_body_bytes, self.max_n, self.max_batch) < 1 or self.request_timeout_s < 1:
+            raise ValueError("serve: max_body_bytes, max_n and max_batch must be >= 1 and request_timeout_s >= 1")
+        if self.batch_window_ms < 0:
+            raise ValueError(f"serve: batch_window_ms must be >= 0, got {self.batch_window_ms}")

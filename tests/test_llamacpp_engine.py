@@ -1,0 +1,115 @@
+"""The llama.cpp engine (the xllamacpp wheel) on GGUF files this project exports: the same prompt text as the
+transformers engine, the same greedy tokens, variants, streaming, the cached export of a model, and the engine
+`auto` picks. Tiny random models, so nothing is downloaded and each decode takes milliseconds."""
+
+from __future__ import annotations
+
+import pytest
+
+from enhancer.enhance import Enhancer
+from enhancer.enhance.engines import LlamaCppEngine, TransformersEngine, gguf_chat_template
+from enhancer.export.gguf import cached_export, export_gguf
+from enhancer.prompts import build_messages
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, embedded_dir):
+    """A tiny random Llama with sharp logits (greedy choices are not near-ties), and its f32 GGUF export."""
+    from enhancer.testing import tiny_causal_lm
+
+    folder = tmp_path_factory.mktemp("llamacpp")
+    model = tiny_causal_lm(folder / "hf", hidden=64, heads=4, kv_heads=2, seed=1, logit_scale=8.0)
+    gguf = export_gguf(folder / "tiny.gguf", model=str(model), adapter="none", quant="f32", log=lambda m: None)
+    return model, gguf
+
+
+@pytest.fixture(scope="module")
+def engines(tiny):
+    model, gguf = tiny
+    return TransformersEngine(str(model), dtype="float32"), LlamaCppEngine(str(gguf), parallel=2, n_ctx=4096)
+
+
+CONVERSATIONS = [
+    build_messages("a fox in the snow", "generic", "chat"),
+    build_messages('a neon sign that says "OPEN"', "sora", "compact"),
+    [{"role": "user", "content": "no system message here"}],
+]
+
+
+def test_the_prompt_is_the_text_transformers_renders(engines):
+    torch_engine, llama_engine = engines
+    for conversation in CONVERSATIONS:
+        assert llama_engine.render(conversation) == torch_engine.render(conversation)
+
+
+def test_the_template_comes_from_the_sidecar_or_the_file(tiny, tmp_path):
+    _, gguf = tiny
+    from_sidecar = gguf_chat_template(str(gguf))
+    bare = tmp_path / "bare.gguf"  # the same file without its sidecar, as from another tool
+    bare.symlink_to(gguf)
+    from_file = gguf_chat_template(str(bare))
+    assert from_file["chat_template"] == from_sidecar["chat_template"] and from_file["eos_token"] == "<|im_end|>"
+
+
+def test_greedy_decoding_matches_transformers(engines):
+    torch_engine, llama_engine = engines
+    for engine in engines:
+        engine.repetition_penalty = 1.0
+    try:
+        expected = torch_engine.generate(CONVERSATIONS, temperature=0, max_new_tokens=24)
+        got = llama_engine.generate(CONVERSATIONS, temperature=0, max_new_tokens=24)
+        assert [g.texts for g in got] == [e.texts for e in expected]
+        llama_engine.repetition_penalty = 3.0  # the penalty reaches llama.cpp's sampler: it changes the output
+        assert llama_engine.generate(CONVERSATIONS[:1], temperature=0, max_new_tokens=24)[0].texts != got[0].texts
+    finally:
+        for engine in engines:
+            engine.repetition_penalty = 1.1
+
+
+def test_variants_seeds_truncation_and_streaming(engines):
+    _, llama_engine = engines
+    [sampled] = llama_engine.generate(CONVERSATIONS[:1], n=3, seed=5, temperature=0.9, max_new_tokens=16)
+    assert len(sampled.texts) == 3 and len(set(sampled.texts)) > 1 and sampled.truncated == [True] * 3
+    [again] = llama_engine.generate(CONVERSATIONS[:1], n=3, seed=5, temperature=0.9, max_new_tokens=16)
+    assert again.texts == sampled.texts  # a seed gives the same samples
+    pieces = []
+    prompt = llama_engine.render(CONVERSATIONS[0])
+    streamed = llama_engine.request(prompt, seed=0, temperature=0, max_new_tokens=16, stream=pieces.append)
+    whole = llama_engine.request(prompt, seed=0, temperature=0, max_new_tokens=16)
+    assert len(pieces) > 1 and "".join(pieces) == streamed["text"] == whole["text"]
+
+
+def test_the_enhancer_on_a_gguf_file(tiny):
+    _, gguf = tiny
+    enhancer = Enhancer.load(model=str(gguf), max_new_tokens=12)  # engine "auto" picks llama.cpp for .gguf
+    assert enhancer.engine.name == "llamacpp" and enhancer.model_label == "tiny.gguf"
+    rows = enhancer.enhance(["a fox in the snow", "", "rain on a window"], seed=1, negative=True)
+    assert [r.status for r in rows][1] == "error"  # the empty prompt fails alone
+    assert all(r.status in ("ok", "fallback") for r in (rows[0], rows[2]))
+
+
+def test_a_model_is_exported_once_into_the_cache(tiny, tmp_path, monkeypatch):
+    model, _ = tiny
+    monkeypatch.setenv("ENHANCER_HOME", str(tmp_path / "home"))
+    first = cached_export(str(model), "none", quant="f16", log=lambda m: None)
+    stamp = first.stat().st_mtime_ns
+    assert cached_export(str(model), "none", quant="f16", log=lambda m: None) == first
+    assert first.stat().st_mtime_ns == stamp and first.with_suffix(".gguf.enhancer.json").is_file()
+    assert cached_export(str(model), "none", quant="q8_0", log=lambda m: None) != first  # the key has the quant
+    enhancer = Enhancer.load(model=str(model), adapter="none", engine="llamacpp", max_new_tokens=8)
+    assert enhancer.engine.name == "llamacpp" and enhancer.model_label == "hf"
+
+
+def test_auto_picks_the_engine(tiny):
+    from enhancer.enhance.enhancer import auto_engine
+
+    model, gguf = tiny
+    assert auto_engine(str(gguf), None, None) == "llamacpp"
+    assert auto_engine("embedded", None, None) == "llamacpp"
+    assert auto_engine("embedded", None, "float32") == "transformers"  # a dtype is a transformers setting
+    assert auto_engine(str(model), None, None) == "transformers"  # any other Hugging Face model
+
+
+def test_a_missing_file_is_explained(tmp_path):
+    with pytest.raises(FileNotFoundError, match="needs a .gguf file; write one with `enhancer export --gguf`"):
+        LlamaCppEngine(str(tmp_path / "m.gguf"))
