@@ -80,7 +80,7 @@ def test_bad_prompts_in_a_batch_fail_alone(tiny_enhancer):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"engine": "onnx"}, "unknown engine 'onnx'; valid engines: transformers, openai, vllm"),
+        ({"engine": "onnx"}, "unknown engine 'onnx'; valid engines: auto, llamacpp, transformers, openai, vllm"),
         ({"engine": "openai"}, "the openai engine needs --base-url"),
         ({"temperature": -1}, "temperature must be >= 0"),
     ],
