@@ -9,7 +9,7 @@ Both sides use the same model, instruction, sampling settings and max_new_tokens
 
 Engines mode: time to first token and decode tokens/s of one prompt, per engine and torch setting (float32,
 bfloat16, eager versus SDPA attention, static KV cache, torch.compile) and llama.cpp on GGUF exports of the same
-merged weights (f16, q8_0; needs the llamacpp extra). Greedy, a fixed number of new tokens, median of --runs
+merged weights (f16, q8_0, through the xllamacpp wheel). Greedy, a fixed number of new tokens, median of --runs
 after a warm-up (the warm-up is where torch.compile compiles: reported as its own column).
 
     .venv/bin/python bench/enhance.py --engines
@@ -188,21 +188,18 @@ def engines_table(model: str, tokens: int, runs: int, idea: str) -> list[dict]:
         print(f"bench: {rows[-1]}", file=sys.stderr, flush=True)
         del net
 
-    try:
-        from llama_cpp import Llama
-    except ImportError:
-        print("bench: llama-cpp-python is not installed: no llama.cpp rows", file=sys.stderr)
-        return rows
+    from enhancer.enhance.engines import LlamaCppEngine
+
     with tempfile.TemporaryDirectory() as tmp:
         for quant in ("f16", "q8_0"):
             path = export_gguf(Path(tmp) / f"{quant}.gguf", model=model, quant=quant, log=lambda m: None)
             started = time.perf_counter()
-            llm = Llama(model_path=str(path), n_ctx=1024, verbose=False)
+            engine = LlamaCppEngine(str(path), parallel=1, n_ctx=1024)
             load = time.perf_counter() - started
-            one_run = partial(_llama_run, llm, ids, tokens)
+            one_run = partial(_llama_run, engine, ids, tokens)
             rows.append(_row(f"llama.cpp {quant}", load, *_timed(one_run, runs)))
             print(f"bench: {rows[-1]}", file=sys.stderr, flush=True)
-            del llm
+            del engine
     return rows
 
 
@@ -215,14 +212,18 @@ def _torch_run(net, inputs, config) -> Clock:
     return clock
 
 
-def _llama_run(llm, ids: list[int], tokens: int) -> Clock:
-    llm.reset()
+def _llama_run(engine, ids: list[int], tokens: int) -> Clock:
     clock = Clock()
-    clock.put(None)  # llama.cpp's iterator yields new tokens only: this stands for the prompt
-    for _ in llm.generate(ids, top_k=1, temp=0.0, repeat_penalty=1.0):
-        clock.put(None)
-        if len(clock.stamps) == tokens:
-            break
+    clock.put(None)  # llama.cpp streams new tokens only: this stands for the prompt
+    request = {"prompt": ids, "n_predict": tokens, "temperature": 0.0, "top_k": 1, "repeat_penalty": 1.0}
+    request.update(ignore_eos=True, cache_prompt=False, stream=True)  # the same work every run
+
+    def on_chunk(chunk):
+        if any(choice.get("text") for choice in chunk.get("choices", [])):
+            clock.put(None)
+        return False
+
+    engine.server.handle_completions(request, on_chunk)
     return clock
 
 

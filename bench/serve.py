@@ -55,6 +55,7 @@ def summarise(name: str, results: list[tuple[int, float]], wall: float) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="embedded")
+    parser.add_argument("--engine", default="auto", help="auto (llama.cpp for the embedded model) or transformers")
     parser.add_argument("--concurrent", type=int, default=200)
     parser.add_argument("--sequential", type=int, default=16)
     parser.add_argument("--max-batch", type=int, default=32)
@@ -69,7 +70,8 @@ def main() -> int:
     needed = options.sequential + options.concurrent
     if len(prompts) < needed:
         parser.error(f"data/stage2 has {len(prompts)} prompts; {needed} distinct ones are needed")
-    enhancer = Enhancer.load(model=options.model, batch_size=options.max_batch, dtype="bfloat16")
+    dtype = "bfloat16" if options.engine == "transformers" else None  # a transformers setting
+    enhancer = Enhancer.load(model=options.model, engine=options.engine, batch_size=options.max_batch, dtype=dtype)
     limits = ServeLimits(batch_window_ms=options.window_ms, max_batch=options.max_batch, request_timeout_s=3600)
     rows = []
     with Server(enhancer, limits=limits) as server:
@@ -87,7 +89,7 @@ def main() -> int:
 
     speedup = rows[1]["per_minute"] / rows[0]["per_minute"]
     print(
-        f"`enhancer serve` load test: {options.model} model (bfloat16), generic target, batching window "
+        f"`enhancer serve` load test: {options.model} model, {enhancer.engine.name} engine, generic target, batching window "
         f"{options.window_ms} ms, up to {options.max_batch} prompts per generate call; {platform.machine()}, "
         f"{date.today()}\n"
     )

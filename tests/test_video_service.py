@@ -3,6 +3,7 @@ injects faults: 429 with Retry-After, 500, slow answers, hung connections, lost 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import subprocess
@@ -224,20 +225,18 @@ def test_cli_video_generate_and_estimate(tmp_path):
     }
 
 
-def test_concurrency_divides_the_wall_time_of_a_slow_backend():
-    """bench/video.py in small: 16 videos from a backend that takes 0.3 s each, serially and 16 at a time."""
-    import importlib.util
-
-    from conftest import REPO
-
-    spec = importlib.util.spec_from_file_location("bench_video", REPO / "bench" / "video.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    serial = bench.run_case("direct", 1, 16, 0.3)
-    concurrent = bench.run_case("direct", 16, 16, 0.3)
-    assert serial["ok"] == concurrent["ok"] == 16
-    assert serial["seconds"] >= 16 * 0.3
-    assert concurrent["seconds"] < serial["seconds"] / 4, (serial, concurrent)
+def test_concurrency_runs_that_many_jobs_at_once(tmp_path):
+    """16 videos at concurrency 16 are all at the backend together: each job waits at a gate that opens only
+    when 16 are in (so a service that ran them one by one would time out there). The speed-up itself is
+    bench/video.py's (docs/benchmarks.md), not a test's: wall-clock asserts fail on busy machines."""
+    gated = Gated(str(tmp_path / "render"), need=16)
+    service = VideoService(gated, tmp_path / "cache", concurrency=16, retry=FAST)
+    results = service.generate([VideoRequest(f"a paper boat number {i}", seconds=1, size="32x32") for i in range(16)])
+    assert [r.status for r in results] == ["ok"] * 16 and gated.most == 16
+    serial = Gated(str(tmp_path / "render-serial"), need=1)
+    one_by_one = VideoService(serial, tmp_path / "cache-serial", concurrency=1, retry=FAST)
+    results = one_by_one.generate([VideoRequest(f"a kite number {i}", seconds=1, size="32x32") for i in range(4)])
+    assert [r.status for r in results] == ["ok"] * 4 and serial.most == 1
 
 
 class Counting(SyntheticBackend):
@@ -253,6 +252,28 @@ class Counting(SyntheticBackend):
             self.most = max(self.most, self.running)
         try:
             return await super().generate(prompt, **options)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+class Gated(Counting):
+    """Counting, and each job waits until `need` jobs are in at once."""
+
+    def __init__(self, out_dir, need: int, **options):
+        super().__init__(out_dir, **options)
+        self.need, self.opened = need, threading.Event()
+
+    async def generate(self, prompt, **options):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            if self.running >= self.need:
+                self.opened.set()
+        try:
+            await asyncio.to_thread(self.opened.wait, 60)
+            assert self.opened.is_set(), f"only {self.most} jobs ever ran at once; {self.need} expected"
+            return await SyntheticBackend.generate(self, prompt, **options)
         finally:
             with self.lock:
                 self.running -= 1

@@ -59,6 +59,7 @@ from enhancer.serve.limits import ServeLimits
     help="Cap on generated tokens (default: fits the target's word budget).",
 )
 @click.option("--negative", is_flag=True, help="Also write a negative prompt.")
+@click.option("--stream", is_flag=True, help="Print the rewrite as it is written (one PROMPT, one rewrite).")
 @click.option(
     "--dtype",
     type=click.Choice(["float32", "bfloat16", "float16"]),
@@ -95,6 +96,7 @@ def enhance(
     temperature,
     max_new_tokens,
     negative,
+    stream,
     dtype,
     prompt_format,
     batch_size,
@@ -114,6 +116,8 @@ def enhance(
             check_prompt(prompt)
         except ValueError as error:
             raise click.UsageError(str(error)) from error
+    if stream and (prompt is None or output_path or n > 1 or candidates > 1):
+        raise click.UsageError("--stream prints one rewrite of one PROMPT: drop --input/--output, -n and --candidates")
     enhancer = Enhancer.load(
         model=model,
         adapter=adapter,
@@ -128,6 +132,9 @@ def enhance(
         dtype=dtype,
     )
     options = dict(target=target, n=n, seed=seed, negative=negative)
+    if stream:
+        _enhance_streaming(enhancer, prompt, target=target, seed=seed, negative=negative)
+        return
     if prompt is not None:
         result = enhancer.enhance(prompt, **options)
         if output_path:
@@ -146,6 +153,27 @@ def enhance(
     click.echo(summary.line(), err=True)
     if summary.failed_all:
         sys.exit(1)
+
+
+def _enhance_streaming(enhancer, prompt: str, **options) -> None:
+    shown = []
+
+    def show(piece: str) -> None:
+        shown.append(piece)
+        click.echo(piece, nl=False)
+        sys.stdout.flush()
+
+    result = enhancer.enhance_stream(prompt, on_text=show, **options)
+    if shown:
+        click.echo()
+    if result.status == "ok" and "".join(shown) != result.enhanced:  # the final cleanup changed shown text
+        click.echo("enhancer: the final cleanup changed the text above; the prompt is:", err=True)
+        click.echo(result.enhanced)
+    elif result.status != "ok":
+        click.echo(f"enhancer: {result.status}: {result.message}; the prompt as given:", err=True)
+        click.echo(result.enhanced)
+    if result.negative:
+        click.echo(f"\nNegative: {result.negative}")
 
 
 @main.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from enhancer.cli.app import main
+from enhancer.export.gguf import QUANTS
 from enhancer.prompts import PROFILES
 
 
@@ -14,7 +15,7 @@ from enhancer.prompts import PROFILES
 @click.option("--gguf", "gguf_out", help="Write one GGUF file here (llama.cpp, Ollama, LM Studio).")
 @click.option(
     "--quant",
-    type=click.Choice(["f16", "q8_0", "f32"]),
+    type=click.Choice(QUANTS),
     default="q8_0",
     show_default=True,
     help="GGUF type: q8_0 decodes 1.6x faster than f16 here, within noise of its quality (docs/evaluation.md).",

@@ -4,13 +4,17 @@ the embedded model), `transformers` (batched, CPU or GPU: any Hugging Face model
 
 Every engine has one method, `generate(conversations, *, n, seed, temperature, max_new_tokens)`, returning one
 item per conversation: a `Generation` (n texts) or the exception that stopped that conversation, so one
-failure never sinks the rest of a batch.
+failure never sinks the rest of a batch. Optional: `stream(conversation, *, on_text, seed, temperature,
+max_new_tokens)` for one rewrite whose text `on_text` gets as it comes (llamacpp, transformers, openai), and
+`concurrency`, how many calls may run at once (llama.cpp's slots, concurrent HTTP requests; 1 when absent).
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
+import queue
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -118,7 +122,29 @@ class TransformersEngine:
                 results[index] = item
         return results
 
-    def _generate_batch(self, texts, n, temperature, max_new_tokens):
+    def stream(self, conversation, *, on_text, seed=0, temperature=0.0, max_new_tokens=256) -> Generation:
+        """One rewrite through transformers' TextStreamer: `on_text(piece)` gets the text a word at a time as
+        generate writes it (return True to stop; generate ends at the next token)."""
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
+
+        stopped = []
+
+        class Forward(TextStreamer):
+            def on_finalized_text(self, text: str, stream_end: bool = False):
+                if text and not stopped and on_text(text):
+                    stopped.append(True)
+
+        class Stop(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return torch.full((input_ids.shape[0],), bool(stopped), dtype=torch.bool, device=input_ids.device)
+
+        torch.manual_seed(seed)
+        streamer = Forward(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        extra = {"streamer": streamer, "stopping_criteria": StoppingCriteriaList([Stop()])}
+        return self._generate_batch([self.render(conversation)], 1, temperature, max_new_tokens, **extra)[0]
+
+    def _generate_batch(self, texts, n, temperature, max_new_tokens, **extra):
         import torch
         from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
 
@@ -147,6 +173,7 @@ class TransformersEngine:
                 max_new_tokens=max_new_tokens,
                 num_return_sequences=n,
                 pad_token_id=self.tokenizer.pad_token_id,
+                **extra,
             )
         new_tokens = output[:, encoded["input_ids"].shape[1] :]
         eos_ids = self.model.generation_config.eos_token_id
@@ -196,6 +223,27 @@ class OpenAIEngine:
     def generate(self, conversations, *, n=1, seed=0, temperature=0.7, max_new_tokens=256):
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             return list(pool.map(lambda c: self._one(c, n, seed, temperature, max_new_tokens), conversations))
+
+    def stream(self, conversation, *, on_text, seed=0, temperature=0.0, max_new_tokens=256) -> Generation:
+        """One rewrite with `stream: true`: `on_text(piece)` gets each delta (return True to stop)."""
+        response = self.client.chat.completions.create(
+            model=self._model_name(),
+            messages=[{**m, "role": "user"} if m["role"] == "completion" else m for m in conversation],
+            seed=seed,
+            temperature=temperature,
+            max_tokens=max_new_tokens,
+            stream=True,
+        )
+        pieces, finish = [], None
+        with response:
+            for chunk in response:
+                for choice in chunk.choices[:1]:
+                    if choice.delta and choice.delta.content:
+                        pieces.append(choice.delta.content)
+                        if on_text(choice.delta.content):
+                            return Generation(["".join(pieces)], [False])
+                    finish = choice.finish_reason or finish
+        return Generation(["".join(pieces)], [finish == "length"])
 
     def _one(self, conversation, n, seed, temperature, max_new_tokens):
         try:
@@ -267,9 +315,10 @@ class LlamaCppEngine:
     a batch, several variants and `enhancer serve`'s concurrent requests share the CPU.
 
     Decoding follows the transformers engine: greedy at temperature 0, else top-p 0.9 over the whole vocabulary
-    (no top-k, no min-p), and a repetition penalty of 1.1 over the last 64 tokens. One difference is llama.cpp's:
-    its penalty window also holds the prompt's last tokens until 64 tokens are generated, where the transformers
-    engine counts generated tokens only; docs/evaluation.md measures what that does to the scores."""
+    (no top-k, no min-p), and a repetition penalty of 1.1 on generated tokens only (`request` says how). A single
+    rewrite gives the same text for a seed every time; rewrites decoded side by side share llama.cpp's batches,
+    which moves the last bits of the numbers, so their wording can differ at a near-tie (as on vLLM). Quality
+    against the transformers engine: docs/evaluation.md."""
 
     name = "llamacpp"
 
@@ -308,6 +357,10 @@ class LlamaCppEngine:
         params.verbosity = 0  # errors only; llama.cpp logs every request otherwise
         self.server = xllamacpp.Server(params)
         self.parallel = parallel
+        self.concurrency = parallel  # calls that may run at once (enhancer serve): the slots decode together
+        self._free_slots: queue.SimpleQueue[int] = queue.SimpleQueue()  # a rewrite keeps its slot (and KV cache)
+        for slot in range(parallel):
+            self._free_slots.put(slot)
         self.repetition_penalty = repetition_penalty
 
     def render(self, conversation: list[dict[str, str]]) -> str:
@@ -322,43 +375,91 @@ class LlamaCppEngine:
             eos_token=self.template.get("eos_token") or "",
         )
 
-    def request(self, prompt: str, *, seed: int, temperature: float, max_new_tokens: int, stream=None) -> dict:
-        """One completion through llama.cpp's server loop; `stream(text_piece)` gets the text as it comes."""
-        body = {
-            "prompt": prompt,  # tokenized by llama.cpp with special tokens parsed and no BOS added, as transformers
-            "n_predict": max_new_tokens,
-            "temperature": temperature,
-            "top_p": 0.9 if temperature > 0 else 1.0,
-            "top_k": 0 if temperature > 0 else 1,
-            "min_p": 0.0,
-            "seed": seed,
-            "repeat_penalty": self.repetition_penalty,
-            "repeat_last_n": 64,
-            "cache_prompt": True,  # the instruction is the same for every request: its KV cache is reused
-        }
-        if stream is None:
-            reply = self.server.handle_completions(body)
-            if "error" in reply:
-                raise RuntimeError(f"llama.cpp: {reply['error'].get('message', reply['error'])}")
-            return {"text": reply["choices"][0]["text"], "truncated": reply["choices"][0]["finish_reason"] == "length"}
-        pieces, finish = [], {}
+    def request(
+        self, prompt: str, *, seed: int, temperature: float, max_new_tokens: int, stream=None, reuse: bool = False
+    ) -> dict:
+        """One completion on a slot of llama.cpp's server loop. `stream(text_piece)` gets the text as it comes (a
+        token a piece) and stops the generation by returning True.
+
+        The repetition penalty must count generated tokens only (as the transformers engine's does: penalising the
+        prompt pushes the model off the user's own words, measured at -0.09 keep on data/eval), but llama.cpp's
+        server counts the prompt's last tokens too and has no switch for it. So the rewrite is decoded in requests
+        of growing length on one slot (1, 1, 2, 4, 8... tokens): each continues from the exact tokens so far, with
+        the penalty window set to the number of tokens generated before it, which holds generated tokens only.
+        The KV cache carries over, so the model's numbers are those of one long request; about ten requests
+        per rewrite, a few milliseconds each.
+
+        `reuse=True` lets the first request start from the slot's cache of an earlier prompt with the same opening
+        (0.15 s saved per rewrite of the embedded model), but numbers computed that way differ in the last bits from
+        a fresh start and can flip a greedy near-tie, so a single rewrite starts fresh: a seed gives the same text
+        whatever ran before."""
+        slot = self._free_slots.get()
+        try:
+            return self._decode(prompt, slot, seed, temperature, max_new_tokens, stream, reuse)
+        finally:
+            self._free_slots.put(slot)
+
+    def _decode(self, prompt, slot, seed, temperature, max_new_tokens, stream, reuse) -> dict:
+        ids: list[int] = []  # generated so far; the next request's prompt is the text plus these tokens
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character may span two tokens
+        pieces: list[str] = []
+        state: dict = {"stop": False, "finish": None, "error": None}
 
         def on_chunk(chunk) -> bool:
             chunk = json.loads(chunk) if isinstance(chunk, str) else chunk
             if "error" in chunk:
-                finish["error"] = chunk["error"].get("message", chunk["error"])
+                state["error"] = chunk["error"].get("message", chunk["error"])
             for choice in chunk.get("choices", []):
-                if choice.get("text"):
-                    pieces.append(choice["text"])
-                    stream(choice["text"])
+                for token in (choice.get("logprobs") or {}).get("content") or []:
+                    ids.append(token["id"])
+                    piece = decoder.decode(bytes(token["bytes"]))
+                    if piece:
+                        pieces.append(piece)
+                        if stream is not None and stream(piece):
+                            state["stop"] = True
                 if choice.get("finish_reason"):
-                    finish["reason"] = choice["finish_reason"]
-            return False  # go on
+                    state["finish"] = choice["finish_reason"]
+            return state["stop"]  # True ends the request in llama.cpp: its slot is free for the next one
 
-        self.server.handle_completions({**body, "stream": True}, on_chunk)
-        if "error" in finish:
-            raise RuntimeError(f"llama.cpp: {finish['error']}")
-        return {"text": "".join(pieces), "truncated": finish.get("reason") == "length"}
+        part = 0
+        while len(ids) < max_new_tokens:
+            before = len(ids)
+            body = {
+                "prompt": [prompt, *ids] if ids else prompt,  # text tokenized as transformers does: no BOS added
+                "n_predict": min(max(before, 1), max_new_tokens - before),
+                "temperature": temperature,
+                "top_p": 0.9 if temperature > 0 else 1.0,
+                "top_k": 0 if temperature > 0 else 1,
+                "min_p": 0.0,
+                "seed": (seed + 104_729 * part) % 2**32,
+                "repeat_penalty": self.repetition_penalty if before else 1.0,
+                "repeat_last_n": before,  # the tokens generated so far, and no prompt token
+                "cache_prompt": reuse or before > 0,
+                "id_slot": slot,
+                "n_probs": 1,  # each token's id and bytes come back, so the next request continues exactly
+                "stream": True,
+            }
+            state["finish"] = None
+            self.server.handle_completions(body, on_chunk)
+            if state["error"] is not None:
+                raise RuntimeError(f"llama.cpp: {state['error']}")
+            if state["stop"] or state["finish"] != "length" or len(ids) == before:
+                break
+            part += 1
+        pieces.append(decoder.decode(b"", final=True))
+        truncated = state["finish"] == "length" and len(ids) >= max_new_tokens
+        return {"text": "".join(pieces), "truncated": truncated, "tokens": len(ids)}
+
+    def stream(self, conversation, *, on_text, seed=0, temperature=0.0, max_new_tokens=256) -> Generation:
+        """One rewrite, `on_text(piece)` called as each token's text comes (return True to stop)."""
+        reply = self.request(
+            self.render(conversation),
+            seed=seed,
+            temperature=temperature,
+            max_new_tokens=max_new_tokens,
+            stream=on_text,
+        )
+        return Generation([reply["text"]], [reply["truncated"]])
 
     def generate(self, conversations, *, n=1, seed=0, temperature=0.7, max_new_tokens=256):
         jobs = [(c, i) for c in range(len(conversations)) for i in range(n)]
@@ -375,7 +476,11 @@ class LlamaCppEngine:
                 return prompts[conversation]
             try:
                 return self.request(
-                    prompts[conversation], seed=seed + i, temperature=temperature, max_new_tokens=max_new_tokens
+                    prompts[conversation],
+                    seed=seed + i,
+                    temperature=temperature,
+                    max_new_tokens=max_new_tokens,
+                    reuse=len(jobs) > 1,  # decoded side by side anyway: batch composition already moves the bits
                 )
             except Exception as error:
                 return error

@@ -3,6 +3,7 @@
 from enhancer import Enhancer
 enhancer = Enhancer.load()                                   # embedded model on CPU
 print(enhancer.enhance("a cat on a skateboard", target="wan").enhanced)
+enhancer.enhance_stream("a cat on a skateboard", on_text=lambda t: print(t, end="", flush=True))  # as it is written
 rows = enhancer.enhance(["a fox", "", "rain on a window"])   # the empty one is a status "error" row
 
 Enhancer.load(model="Qwen/Qwen2.5-7B-Instruct", engine="vllm")                 # GPU
@@ -30,6 +31,7 @@ from enhancer.enhance.engines import (
 from enhancer.models import EMBEDDED, resolve_model
 from enhancer.prompts import (
     PROMPT_FORMATS,
+    StreamCleaner,
     build_messages,
     build_negative_messages,
     check_prompt,
@@ -211,19 +213,7 @@ class Enhancer:
                 results[index].enhanced, results[index].variants = ranked[0], ranked[:n]
 
         if negative:
-            done = [r for r in results if r is not None and r.status != "error"]
-            negatives = self.engine.generate(
-                [build_negative_messages(r.enhanced) for r in done],
-                n=1,
-                seed=seed,
-                temperature=temperature,
-                max_new_tokens=64,
-            )
-            for row, generation in zip(done, negatives, strict=True):
-                if isinstance(generation, Generation) and generation.texts:
-                    row.negative = clean_negative(generation.texts[0]) or None
-                if row.negative is None:
-                    row.message = (row.message + "; " if row.message else "") + "no negative prompt produced"
+            self._add_negatives([r for r in results if r is not None and r.status != "error"], seed, temperature)
 
         share = (time.perf_counter() - started) / max(len(valid), 1)
         served = getattr(self.engine, "model", None)  # the openai engine learns the served name on first use
@@ -233,6 +223,75 @@ class Enhancer:
             if row is not None and row.status != "error":
                 row.seconds = round(share, 3)
         return results[0] if single else results  # type: ignore[return-value]
+
+    def enhance_stream(
+        self,
+        prompt: str,
+        on_text,
+        target: str = "generic",
+        seed: int | None = None,
+        negative: bool = False,
+        temperature: float | None = None,
+        max_new_tokens: int | None = None,
+    ) -> Enhancement:
+        """One rewrite of one prompt, shown as it is written: `on_text(piece)` gets cleaned text as it comes (only
+        text the final cleanup keeps: prompts.StreamCleaner) and may return True to stop (a client that left).
+        Returns the same Enhancement as `enhance(prompt, ...)` with the same seed; when the final cleanup changed
+        text already shown (rare), `on_text` got less than `.enhanced` and the caller should show `.enhanced`.
+        Engines without streaming (vllm) give the whole text at the end."""
+        profile = get_profile(target)
+        text = check_prompt(prompt)
+        seed = random.randrange(2**31) if seed is None else int(seed)
+        temperature = auto_temperature(self.temperature if temperature is None else temperature, 1)
+        max_new_tokens = max_new_tokens or self.max_new_tokens or max_tokens_for(profile)
+        common = dict(model=self.model_label, target=target, seed=seed)
+        cleaner = StreamCleaner(profile, max_new_tokens)
+        stopped = []
+
+        def forward(piece: str):
+            shown = cleaner.feed(piece)
+            if shown and on_text(shown):
+                stopped.append(True)
+            return bool(stopped)
+
+        messages = build_messages(text, target, self.prompt_format)
+        options = dict(seed=seed, temperature=temperature, max_new_tokens=max_new_tokens)
+        started = time.perf_counter()
+        try:
+            if hasattr(self.engine, "stream"):
+                generation = self.engine.stream(messages, on_text=forward, **options)
+            else:
+                generation = self.engine.generate([messages], n=1, **options)[0]
+                if isinstance(generation, Generation):
+                    forward(generation.texts[0])
+        except Exception as error:  # as in enhance(): the engine's failure becomes a fallback row with the reason
+            generation = error
+        result = self._to_enhancement(text, generation, profile, common)
+        if isinstance(generation, Generation) and result.status == "ok" and not stopped:
+            _, rest = cleaner.finish(generation.texts[0], generation.truncated[0] if generation.truncated else False)
+            if rest and not cleaner.diverged:
+                on_text(rest)
+        if negative and result.status == "ok" and not stopped:
+            self._add_negatives([result], seed, temperature)
+        result.seconds = round(time.perf_counter() - started, 3)
+        served = getattr(self.engine, "model", None)
+        if isinstance(served, str) and served:
+            result.model = served
+        return result
+
+    def _add_negatives(self, rows: list[Enhancement], seed: int, temperature: float) -> None:
+        negatives = self.engine.generate(
+            [build_negative_messages(r.enhanced) for r in rows],
+            n=1,
+            seed=seed,
+            temperature=temperature,
+            max_new_tokens=64,
+        )
+        for row, generation in zip(rows, negatives, strict=True):
+            if isinstance(generation, Generation) and generation.texts:
+                row.negative = clean_negative(generation.texts[0]) or None
+            if row.negative is None:
+                row.message = (row.message + "; " if row.message else "") + "no negative prompt produced"
 
     def _to_enhancement(self, text, generation, profile, common) -> Enhancement:
         if isinstance(generation, Exception):

@@ -47,7 +47,8 @@ def _load_enhancer(variant: Variant, batch_size: int, max_new_tokens: int | None
         **({} if variant.temperature is None else {"temperature": variant.temperature}),
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
-        dtype=variant.dtype or dtype,
+        # the recipe's dtype is for the transformers variants: under engine=auto it would force transformers too
+        dtype=variant.dtype or (None if variant.engine == "auto" else dtype),
     )
 
 

@@ -1,4 +1,4 @@
-"""`enhancer export --gguf OUT.gguf [--adapter DIR] [--quant f16|q8_0|f32]`: an enhancer model as one GGUF file for
+"""`enhancer export --gguf OUT.gguf [--adapter DIR] [--quant q8_0|f16|q5_0|q4_0|f32]`: an enhancer model as one GGUF file for
 llama.cpp, Ollama and LM Studio.
 
 The LoRA adapter is merged into the base weights, then the `gguf` package's writer gets the architecture
@@ -6,7 +6,7 @@ metadata, the tokenizer (tokens, types, merges, special ids, chat template, via 
 tensors under llama.cpp's names (`gguf.get_tensor_name_map`). Llama-architecture Q and K projections are
 permuted the way llama.cpp's converter does (llama.cpp applies rotary embeddings to interleaved pairs);
 transformers' own GGUF loader undoes it, which is how the tests check the file. Norms and biases stay float32;
-matrices are f16, q8_0 (llama.cpp's 8-bit blocks) or f32. Supported architectures: Llama (SmolLM2, Llama) and
+matrices are f16, q8_0, q5_0 or q4_0 (llama.cpp's 8-, 5- and 4-bit blocks of 32) or f32. Supported architectures: Llama (SmolLM2, Llama) and
 Qwen2 (Qwen2.5).
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 from enhancer import logs
 
 ARCHITECTURES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2"}
-QUANTS = ("f16", "q8_0", "f32")
+QUANTS = ("f16", "q8_0", "q5_0", "q4_0", "f32")
 
 
 class ExportError(ValueError):
@@ -102,6 +102,8 @@ def export_gguf(
     file_type = {
         "f16": gguf.LlamaFileType.MOSTLY_F16,
         "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+        "q5_0": gguf.LlamaFileType.MOSTLY_Q5_0,
+        "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0,
         "f32": gguf.LlamaFileType.ALL_F32,
     }[quant]
 
@@ -162,11 +164,11 @@ def export_gguf(
         elif quant == "f16":
             writer.add_tensor(mapped, data.astype(np.float16))
         else:
-            if data.shape[-1] % 32:  # q8_0 works in blocks of 32 along a row
+            if data.shape[-1] % 32:  # the block types work in blocks of 32 along a row
                 writer.add_tensor(mapped, data.astype(np.float16))
                 continue
-            quantized = gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0)
-            writer.add_tensor(mapped, quantized, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+            kind = getattr(gguf.GGMLQuantizationType, quant.upper())
+            writer.add_tensor(mapped, gguf.quants.quantize(data, kind), raw_dtype=kind)
 
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

@@ -34,7 +34,7 @@ class PromptExpander:
         self,
         model_name: str = "embedded",
         adapter: str | None = None,
-        engine: str = "transformers",
+        engine: str = "auto",
         base_url: str | None = None,
         target: str = "wan",
         enhancer=None,

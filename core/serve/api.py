@@ -1,14 +1,17 @@
 """`enhancer serve`: the enhancer over HTTP (FastAPI on uvicorn).
 
     POST /v1/enhance            {"prompt", "target", "n", "seed", "temperature", "negative"} -> an Enhancement
-    POST /v1/chat/completions   OpenAI-compatible: the last user message is the simple prompt
+    POST /v1/chat/completions   OpenAI-compatible: the last user message is the simple prompt; `stream: true`
+                                sends server-sent events (chat.completion.chunk) as the rewrite is written
     GET  /v1/models             the served model, OpenAI-style
     GET  /healthz               liveness (never needs the key)
     GET  /                      the web page: enhance, compare variants side by side, edit, copy
 
 Requests that arrive within a short window (`batch_window_ms`) and ask for the same target, n, seed,
-temperature and negative are answered by one batched generate call, so throughput grows with load; the
-model runs one batch at a time in a worker thread. With an API key every route but /healthz needs
+temperature and negative are answered by one batched generate call, so throughput grows with load. Engines that
+decode several requests at once (llama.cpp's slots, a remote endpoint) take that many calls together; the
+transformers engine runs one batch at a time, in a worker thread. A streamed request whose client hangs up stops
+its generation at the next token. With an API key every route but /healthz needs
 `Authorization: Bearer KEY`. Bodies over `max_body_bytes` get 413, malformed JSON and invalid fields 422 with
 what is wrong, a request that waits longer than `request_timeout_s` 504; the server keeps serving. No route
 reads or writes a path the client names.
@@ -20,6 +23,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -53,6 +57,7 @@ class ChatRequest(BaseModel):
     seed: int | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     target: str = "generic"  # extra_body={"target": "wan"} from the OpenAI client
+    stream: bool = False
 
 
 OPEN_PATHS = ("/", "/healthz")  # the page (static, no data) and liveness need no key; the page asks for one
@@ -78,9 +83,15 @@ class Batcher:
         self.task: asyncio.Task | None = None
         self.batches = 0  # generate calls made, for tests and /healthz
         self.requests = 0
+        # How many model calls may run at once: llama.cpp decodes its slots together, so several calls (and
+        # streamed requests) overlap there; the transformers engine takes one batch at a time.
+        self.concurrency = max(1, int(getattr(getattr(enhancer, "engine", None), "concurrency", 1)))
+        self.gate: asyncio.Semaphore | None = None
+        self.running: set[asyncio.Task] = set()
 
     def start(self) -> None:
         self.queue = asyncio.Queue()
+        self.gate = asyncio.Semaphore(self.concurrency)
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -109,9 +120,18 @@ class Batcher:
                 if not job.future.done():  # its client gave up (timeout): do not spend the model on it
                     groups.setdefault(job.key, []).append(job)
             for key, group in groups.items():
-                await self._generate(key, group)
+                await self.gate.acquire()  # waits while `concurrency` calls run
+                task = asyncio.get_running_loop().create_task(self._generate(key, group))
+                self.running.add(task)
+                task.add_done_callback(self.running.discard)
 
     async def _generate(self, key: tuple, group: list[_Job]) -> None:
+        try:
+            await self._generate_group(key, group)
+        finally:
+            self.gate.release()
+
+    async def _generate_group(self, key: tuple, group: list[_Job]) -> None:
         target, n, seed, temperature, negative = key
         started = time.perf_counter()
         try:
@@ -210,15 +230,18 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
             problems.append(f"{where}: {item.get('msg')}")
         return JSONResponse({"error": "invalid request: " + "; ".join(problems)}, status_code=422)
 
-    async def enhance_one(prompt: str, target: str, n: int, seed, temperature, negative: bool):
+    def checked(prompt: str, target: str, n: int) -> str:
         if n > limits.max_n:
             raise HTTPException(422, f"invalid request: n: at most {limits.max_n} variants per request, got {n}")
         if target not in PROFILES:
             raise HTTPException(422, f"unknown target {target!r}; valid targets: {', '.join(PROFILES)}")
         try:
-            prompt = check_prompt(prompt)
+            return check_prompt(prompt)
         except ValueError as error:
             raise HTTPException(422, str(error)) from error
+
+    async def enhance_one(prompt: str, target: str, n: int, seed, temperature, negative: bool):
+        prompt = checked(prompt, target, n)
         started = time.perf_counter()
         try:
             row, queue_s, generate_s, batch = await asyncio.wait_for(
@@ -268,6 +291,8 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
         content = users[-1].content
         if isinstance(content, list):  # OpenAI content parts: the text ones
             content = " ".join(str(part.get("text", "")) for part in content if part.get("type") == "text")
+        if body.stream:
+            return stream_chat(checked(content, body.target, body.n), body)
         row, timings = await enhance_one(content, body.target, body.n, body.seed, body.temperature, False)
         variants = row.variants or [row.enhanced]
         return {
@@ -290,6 +315,84 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
             },
             "enhancer": {"status": row.status, "message": row.message, "seed": row.seed, "timings": timings},
         }
+
+    def stream_chat(prompt: str, body: ChatRequest):
+        """OpenAI's streaming format: a role chunk, content deltas as the rewrite is written, a last chunk with the
+        finish_reason (and enhancer's row), then `data: [DONE]`. Several variants (n > 1) are each sent whole."""
+        from fastapi.responses import StreamingResponse
+
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        left = threading.Event()  # the client hung up: the engine stops at its next token
+        identity = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model_label,
+        }
+        streams = body.n == 1 and hasattr(enhancer, "enhance_stream")
+
+        def on_text(piece: str) -> bool:
+            loop.call_soon_threadsafe(queue.put_nowait, ("text", piece))
+            return left.is_set()
+
+        async def produce():
+            try:
+                if streams:
+                    async with batcher.gate:
+                        row = await asyncio.to_thread(
+                            enhancer.enhance_stream,
+                            prompt,
+                            on_text,
+                            target=body.target,
+                            seed=body.seed,
+                            temperature=body.temperature,
+                        )
+                else:
+                    row, *_ = await batcher.submit(prompt, (body.target, body.n, body.seed, body.temperature, False))
+                queue.put_nowait(("done", row))
+            except Exception as error:  # the model call failed
+                queue.put_nowait(("error", error))
+
+        def event(choices: list[dict], **extra) -> str:
+            return f"data: {json.dumps({**identity, 'choices': choices, **extra}, ensure_ascii=False)}\n\n"
+
+        async def events():
+            task = loop.create_task(produce())
+            batcher.running.add(task)
+            task.add_done_callback(batcher.running.discard)
+            shown = []
+            try:
+                yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+                while True:
+                    kind, value = await queue.get()
+                    if kind == "text":
+                        shown.append(value)
+                        yield event([{"index": 0, "delta": {"content": value}, "finish_reason": None}])
+                        continue
+                    if kind == "error":
+                        message = f"enhancing failed: {type(value).__name__}: {value}"
+                        yield f"data: {json.dumps({'error': {'message': message, 'type': 'server_error'}})}\n\n"
+                        break
+                    row = value
+                    variants = row.variants or [row.enhanced]
+                    finish = "stop" if row.status == "ok" else "error"
+                    extension = {"status": row.status, "message": row.message, "seed": row.seed}
+                    if not shown:  # several variants, an engine that does not stream, or a fallback: whole texts
+                        for i, text in enumerate(variants):
+                            yield event([{"index": i, "delta": {"content": text}, "finish_reason": None}])
+                    elif "".join(shown) != row.enhanced:  # the final cleanup changed shown text (rare), or fallback
+                        extension["enhanced"] = row.enhanced
+                    yield event(
+                        [{"index": i, "delta": {}, "finish_reason": finish} for i in range(len(variants))],
+                        enhancer=extension,
+                    )
+                    yield "data: [DONE]\n\n"
+                    break
+            finally:
+                left.set()  # also when the client hung up mid-stream; the task ends at the engine's next token
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     return app
 
