@@ -39,6 +39,11 @@ def test_gguf_round_trip_through_transformers(kind, tmp_path, embedded_dir):
     assert torch.allclose(logits, expected, atol=5e-2)
     q8 = export_gguf(tmp_path / f"{kind}-q8.gguf", model=str(path), adapter="none", quant="q8_0", log=lambda m: None)
     assert q8.stat().st_size < 0.7 * half.stat().st_size
+    q4 = export_gguf(tmp_path / f"{kind}-q4.gguf", model=str(path), adapter="none", quant="q4_0", log=lambda m: None)
+    logits, _ = _logits(tmp_path, ids, gguf_file=q4.name)  # transformers dequantizes llama.cpp's 4-bit blocks
+    assert q4.stat().st_size < 0.8 * q8.stat().st_size and torch.nn.functional.cosine_similarity(
+        logits.flatten(), expected.flatten(), dim=0
+    ) > 0.9
 
 
 def test_the_adapter_is_merged_and_errors_are_clear(tmp_path, embedded_dir):
@@ -63,7 +68,7 @@ def test_the_adapter_is_merged_and_errors_are_clear(tmp_path, embedded_dir):
     assert "tokenizer.chat_template" in fields and (tmp_path / "merged.gguf.enhancer.json").exists()
     with pytest.raises(FileExistsError):
         export_gguf(out, model=str(path), adapter="none")
-    with pytest.raises(ExportError, match="choose one of f16, q8_0, f32"):
+    with pytest.raises(ExportError, match="choose one of f16, q8_0, q5_0, q4_0, f32"):
         export_gguf(tmp_path / "x.gguf", model=str(path), adapter="none", quant="q2_k")
 
 

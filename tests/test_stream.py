@@ -143,7 +143,7 @@ def test_the_cli_streams_the_same_rewrite(cli_env, embedded):
 
     assert run("--stream") == run()
     refused = subprocess.run(
-        [str(BIN / "enhancer"), "enhance", "--stream", "-n", "2", PROMPT], env=cli_env, capture_output=True, text=True
+        [str(BIN / "enhancer"), "enhance", "--stream", "--n", "2", PROMPT], env=cli_env, capture_output=True, text=True
     )
     assert refused.returncode == 2 and "--stream prints one rewrite of one PROMPT" in refused.stderr
 
