@@ -41,9 +41,10 @@ def test_gguf_round_trip_through_transformers(kind, tmp_path, embedded_dir):
     assert q8.stat().st_size < 0.7 * half.stat().st_size
     q4 = export_gguf(tmp_path / f"{kind}-q4.gguf", model=str(path), adapter="none", quant="q4_0", log=lambda m: None)
     logits, _ = _logits(tmp_path, ids, gguf_file=q4.name)  # transformers dequantizes llama.cpp's 4-bit blocks
-    assert q4.stat().st_size < 0.8 * q8.stat().st_size and torch.nn.functional.cosine_similarity(
-        logits.flatten(), expected.flatten(), dim=0
-    ) > 0.9
+    assert (
+        q4.stat().st_size < 0.8 * q8.stat().st_size
+        and torch.nn.functional.cosine_similarity(logits.flatten(), expected.flatten(), dim=0) > 0.9
+    )
 
 
 def test_the_adapter_is_merged_and_errors_are_clear(tmp_path, embedded_dir):

@@ -117,7 +117,9 @@ def enhance(
         except ValueError as error:
             raise click.UsageError(str(error)) from error
     if stream and (prompt is None or output_path or n > 1 or candidates > 1):
-        raise click.UsageError("--stream prints one rewrite of one PROMPT: drop --input/--output, --n and --candidates")
+        raise click.UsageError(
+            "--stream prints one rewrite of one PROMPT: drop --input/--output, --n and --candidates"
+        )
     enhancer = Enhancer.load(
         model=model,
         adapter=adapter,
