@@ -45,7 +45,7 @@ server = xllamacpp.Server(params)
 reply = server.handle_completions({"prompt": open(prompt_file).read(), "n_predict": n_predict, "temperature": 0.0,
     "top_k": 1, "top_p": 1.0, "min_p": 0.0, "seed": 0, "repeat_penalty": 1.1, "repeat_last_n": 64,
     "ignore_eos": True, "cache_prompt": False})
-print(reply["choices"][0]["text"])
+print(" ".join(reply["choices"][0]["text"].split()))
 """
 
 
@@ -118,12 +118,21 @@ def main() -> int:
             "transformers",
         ],
     }
-    single = {}
-    for name, command in commands.items():
+    for command in commands.values():
         wall(command)  # page cache and first-use work out of the way
-        times, outputs = zip(*(wall(command) for _ in range(options.runs)), strict=True)
-        single[name] = {"median_s": round(statistics.median(times), 2), "words": len(outputs[0].split())}
-        print(f"bench: {name}: {single[name]}", file=sys.stderr, flush=True)
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    outputs: dict[str, str] = {}
+    for run in range(options.runs):  # interleaved, so a busy spell on the machine falls on every command alike
+        for name, command in commands.items():
+            seconds, outputs[name] = wall(command)
+            times[name].append(seconds)
+        print(
+            f"bench: run {run + 1}: { ({k: round(v[-1], 2) for k, v in times.items()}) }", file=sys.stderr, flush=True
+        )
+    single = {
+        name: {"median_s": round(statistics.median(times[name]), 2), "words": len(outputs[name].split())}
+        for name in commands
+    }
     results["single"] = single
     os.unlink(handle.name)
 

@@ -26,7 +26,7 @@ COMMANDS = {
 def _command(path):
     command = main
     for name in path:
-        command = command.commands[name]
+        command = command.get_command(None, name)  # loads the command's module, as `enhancer NAME` does
     return command
 
 
@@ -46,3 +46,16 @@ def test_a_flag_is_validated_like_the_recipe_field(tmp_path):
     assert result.exit_code == 2 and "rl.max_videos must be at least 1" in result.output
     result = CliRunner().invoke(main, ["train", "dpo", "--traces", "t.jsonl", "--beta", "0"])
     assert result.exit_code == 2 and "dpo.beta must be > 0" in result.output
+
+
+def test_every_command_is_found_lazily():
+    """`enhancer.cli.app.COMMANDS` names each command's module: importing them all registers exactly those names,
+    and each is found through the group as `enhancer NAME` would find it."""
+    import importlib
+
+    from enhancer.cli.app import COMMANDS
+
+    for module in set(COMMANDS.values()):
+        importlib.import_module(f"enhancer.cli.{module}")
+    assert set(main.commands) == set(COMMANDS)
+    assert all(main.get_command(None, name) is main.commands[name] for name in COMMANDS)

@@ -10,12 +10,39 @@ call the library and print.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 
 import click
 
+# Which module defines each command: a command's module is imported when the command runs (or for --help), so
+# `enhancer enhance` does not pay for importing the training, eval and video commands first.
+COMMANDS = {
+    "enhance": "enhance",
+    "serve": "enhance",
+    "run": "train",
+    "train": "train",
+    "eval": "evaluate",
+    "report": "evaluate",
+    "rate": "evaluate",
+    "data": "data",
+    "export": "export",
+    "video": "video",
+    "reward": "video",
+    "plugins": "plugins",
+}
+
 
 class _Group(click.Group):
-    """Turn library errors (bad plugin name, missing model, bad recipe) into one clean line and exit 2."""
+    """Loads each command's module on first use, and turns library errors (bad plugin name, missing model, bad
+    recipe) into one clean line and exit 2."""
+
+    def list_commands(self, ctx):
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx, name):
+        if name not in self.commands and name in COMMANDS:
+            importlib.import_module(f"enhancer.cli.{COMMANDS[name]}")  # registers its commands on `main`
+        return self.commands.get(name)
 
     def invoke(self, ctx):
         from enhancer.models import ModelNotFoundError

@@ -327,7 +327,7 @@ class LlamaCppEngine:
         gguf_path: str,
         *,
         n_ctx: int = 8192,
-        parallel: int = 4,
+        parallel: int = 8,
         n_threads: int | None = None,
         repetition_penalty: float = 1.1,
         chat_template: dict | None = None,
@@ -348,14 +348,21 @@ class LlamaCppEngine:
         )
         params = xllamacpp.CommonParams()
         params.model.path = str(gguf_path)
-        params.n_ctx = n_ctx  # shared by the slots: n_ctx / parallel tokens each
+        params.n_ctx = n_ctx  # split between the slots: 1,024 tokens each, where the embedded model needs 808 at most
         params.n_parallel = parallel
+        params.kv_unified = False  # one KV buffer per slot: a shared one halved batch throughput here
         threads = n_threads or max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
         params.cpuparams.n_threads = threads
         params.cpuparams_batch.n_threads = threads
         params.warmup = False
         params.verbosity = 0  # errors only; llama.cpp logs every request otherwise
         self.server = xllamacpp.Server(params)
+        # One token through the server loop before anything else: it shows the model answers, and xllamacpp's
+        # Server can hang in its destructor when deleted before its loop has served a request (seen with n_ctx
+        # 8192: `del` right after construction waited forever in a thread join).
+        ready = self.server.handle_completions({"prompt": " ", "n_predict": 1, "cache_prompt": False})
+        if "error" in ready:
+            raise RuntimeError(f"llama.cpp could not run {gguf_path}: {ready['error'].get('message', ready['error'])}")
         self.parallel = parallel
         self.concurrency = parallel  # calls that may run at once (enhancer serve): the slots decode together
         self._free_slots: queue.SimpleQueue[int] = queue.SimpleQueue()  # a rewrite keeps its slot (and KV cache)
