@@ -132,6 +132,7 @@ def enhance(
         prompt_format=prompt_format,
         candidates=candidates,
         dtype=dtype,
+        slots=max(n, candidates) if prompt is not None else 8,  # one rewrite: one slot, a faster load
     )
     options = dict(target=target, n=n, seed=seed, negative=negative)
     if stream:

@@ -326,7 +326,7 @@ class LlamaCppEngine:
         self,
         gguf_path: str,
         *,
-        n_ctx: int = 8192,
+        n_ctx: int | None = None,
         parallel: int = 8,
         n_threads: int | None = None,
         repetition_penalty: float = 1.1,
@@ -348,7 +348,8 @@ class LlamaCppEngine:
         )
         params = xllamacpp.CommonParams()
         params.model.path = str(gguf_path)
-        params.n_ctx = n_ctx  # split between the slots: 1,024 tokens each, where the embedded model needs 808 at most
+        # split between the slots: 1,024 tokens each by default, where the embedded model needs 808 at most
+        params.n_ctx = n_ctx or 1024 * parallel
         params.n_parallel = parallel
         params.kv_unified = False  # one KV buffer per slot: a shared one halved batch throughput here
         threads = n_threads or max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)

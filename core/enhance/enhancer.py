@@ -117,11 +117,14 @@ class Enhancer:
         retries: int = 2,
         prompt_format: str | None = None,
         candidates: int = 1,
+        slots: int = 8,
         log=logs.info,
     ) -> Enhancer:
         """`prompt_format=None` uses the format the adapter was trained with (its enhancer.json), else "chat".
         `candidates=N` samples N rewrites per prompt and keeps the ones that keep the user's facts best
-        (enhancer.enhance.rank). `temperature=None` decodes one rewrite greedily and samples several at 0.7."""
+        (enhancer.enhance.rank). `temperature=None` decodes one rewrite greedily and samples several at 0.7.
+        `slots`: how many rewrites llama.cpp decodes side by side (batches, variants, `enhancer serve`); each
+        holds 1,024 tokens of context, and one slot loads 0.1 s faster for a single rewrite."""
         check_engine(engine)
         if prompt_format is not None and prompt_format not in PROMPT_FORMATS:
             raise ValueError(f"unknown prompt format {prompt_format!r}; valid formats: {', '.join(PROMPT_FORMATS)}")
@@ -149,7 +152,9 @@ class Enhancer:
                 gguf = str(cached_export(model, adapter, log=log))
                 label = resolve_model(model, adapter, log=log).label
             template = gguf_chat_template(gguf)
-            backend = LlamaCppEngine(gguf, chat_template=template)
+            if slots < 1:
+                raise ValueError(f"slots must be at least 1, got {slots}")
+            backend = LlamaCppEngine(gguf, chat_template=template, parallel=slots, n_ctx=1024 * slots)
             trained = template.get("prompt_format")
             return cls(backend, label, temperature, max_new_tokens, prompt_format or trained or "chat", candidates)
         resolved = resolve_model(model, adapter, log=log)

@@ -262,6 +262,27 @@ def export_ollama(
 EXPORT_VERSION = 1  # bump when the exporter writes different files for the same weights
 
 
+def _file_digest(path: Path, memo: Path) -> str:
+    """sha256 of a file, remembered in `memo` by path, size and modification time: hashing the shipped adapter
+    costs 30 ms, a sizeable part of a one-rewrite command's overhead."""
+    import hashlib
+
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    try:
+        known = json.loads(memo.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    if key not in known:
+        with open(path, "rb") as handle:
+            known[key] = hashlib.file_digest(handle, "sha256").hexdigest()
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        staging = memo.with_name(f".{memo.name}-{os.getpid()}")
+        staging.write_text(json.dumps(known), encoding="utf-8")
+        os.replace(staging, memo)  # whole or not at all; two processes racing write the same values
+    return known[key]
+
+
 def cached_export(model: str = "embedded", adapter: str | None = None, quant: str = "q8_0", log=logs.info) -> Path:
     """The GGUF of `model` (+ `adapter`; for "embedded", its shipped adapter unless "none") in the model cache,
     exported on first use (about 10 s for the embedded model) and found again by a key over what went into it:
@@ -273,12 +294,11 @@ def cached_export(model: str = "embedded", adapter: str | None = None, quant: st
     from enhancer.models import enhancer_home, resolve_model
 
     resolved = resolve_model(model, adapter, log=log)
+    folder = enhancer_home() / "models" / "gguf"
     digest = hashlib.sha256(json.dumps([model, resolved.path, quant, EXPORT_VERSION]).encode("utf-8"))
     if resolved.adapter:
         for name in ("adapter_config.json", "adapter_model.safetensors"):
-            with open(Path(resolved.adapter) / name, "rb") as handle:
-                digest.update(hashlib.file_digest(handle, "sha256").digest())
-    folder = enhancer_home() / "models" / "gguf"
+            digest.update(bytes.fromhex(_file_digest(Path(resolved.adapter) / name, folder / "digests.json")))
     target = folder / f"{resolved.label.replace('/', '_')}-{digest.hexdigest()[:16]}-{quant}.gguf"
     sidecar = target.with_suffix(".gguf.enhancer.json")
     if target.is_file() and sidecar.is_file():
