@@ -119,3 +119,42 @@ def test_auto_picks_the_engine(tiny):
 def test_a_missing_file_is_explained(tmp_path):
     with pytest.raises(FileNotFoundError, match="needs a .gguf file; write one with `enhancer export --gguf`"):
         LlamaCppEngine(str(tmp_path / "m.gguf"))
+
+
+def test_candidates_and_a_batch_file_through_llamacpp(tiny, tmp_path, cli_env):
+    import json
+    import subprocess
+
+    from conftest import BIN
+
+    _, gguf = tiny
+    ranked = Enhancer.load(model=str(gguf), candidates=3, max_new_tokens=12, slots=3)
+    row = ranked.enhance("a fox in the snow", n=2, seed=4)
+    assert row.status in ("ok", "fallback") and len(row.variants or [row.enhanced]) <= 2
+
+    inputs = tmp_path / "prompts.txt"
+    inputs.write_text("a fox in the snow\n\nrain on a window\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    done = subprocess.run(
+        [str(BIN / "enhancer"), "enhance", "--model", str(gguf), "--input", str(inputs), "--output", str(out)]
+        + ["--max-new-tokens", "12", "--seed", "1"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["prompt"] for r in rows] == ["a fox in the snow", "rain on a window"]  # a blank line is no prompt
+    assert all(r["status"] in ("ok", "fallback") and r["model"] == "tiny.gguf" for r in rows)
+
+
+def test_without_the_wheel_auto_falls_back_with_a_notice(monkeypatch):
+    from enhancer.enhance import enhancer as module
+
+    monkeypatch.setattr(module, "llamacpp_available", lambda: False)
+    said = []
+    assert module.auto_engine("embedded", None, None, log=said.append) == "transformers"
+    assert said == [
+        "llama.cpp (the xllamacpp wheel) is not installed for this platform: using the transformers engine"
+    ]

@@ -13,6 +13,14 @@ from enhancer.enhance.engines import ENGINES
 from enhancer.prompts import PROFILES
 from enhancer.serve.limits import ServeLimits
 
+engine_option = click.option(
+    "--engine",
+    type=click.Choice(list(ENGINES)),
+    default="auto",
+    show_default=True,
+    help="auto: llama.cpp for the embedded model and .gguf files, transformers for other models.",
+)
+
 # ------------------------------------------------------------------------------------------------------ enhance
 
 
@@ -23,13 +31,7 @@ from enhancer.serve.limits import ServeLimits
 @click.option("--resume", is_flag=True, help="Skip inputs already in --output and append the rest.")
 @click.option("--model", default="embedded", show_default=True, help="'embedded', a local HF directory or a hub id.")
 @click.option("--adapter", help="A PEFT adapter directory to apply to --model.")
-@click.option(
-    "--engine",
-    type=click.Choice(list(ENGINES)),
-    default="auto",
-    show_default=True,
-    help="auto: llama.cpp for the embedded model and .gguf files, transformers for other models.",
-)
+@engine_option
 @click.option("--base-url", help="OpenAI-compatible endpoint for --engine openai, e.g. http://127.0.0.1:8000/v1.")
 @click.option("--api-key", envvar="ENHANCER_API_KEY", help="Key for --base-url (or $ENHANCER_API_KEY).")
 @click.option(
@@ -182,13 +184,7 @@ def _enhance_streaming(enhancer, prompt: str, **options) -> None:
 @main.command()
 @click.option("--model", default="embedded", show_default=True, help="'embedded', a local HF directory or a hub id.")
 @click.option("--adapter", help="A PEFT adapter directory to apply to --model.")
-@click.option(
-    "--engine",
-    type=click.Choice(list(ENGINES)),
-    default="auto",
-    show_default=True,
-    help="auto: llama.cpp for the embedded model and .gguf files, transformers for other models.",
-)
+@engine_option
 @click.option("--base-url", help="Upstream OpenAI-compatible endpoint for --engine openai.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), help="Weights' dtype.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address; beyond loopback only with a key.")
