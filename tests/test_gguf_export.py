@@ -110,3 +110,29 @@ def test_ollama_template_renders_what_the_engine_sends(target, tmp_path, embedde
     engine = TransformersEngine.__new__(TransformersEngine)  # render() needs only the tokenizer
     engine.tokenizer = AutoTokenizer.from_pretrained(path)
     assert ollama_prompt == engine.render(build_messages(idea, target))
+
+
+def test_a_killed_export_leaves_no_file_and_the_rerun_writes_it(tmp_path, cli_env):
+    """The GGUF is written under a temporary name and renamed when whole: killed while writing, the export leaves
+    nothing at the name asked for, and running it again works (before, the rerun refused a truncated file)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import BIN
+
+    out = tmp_path / "enh.gguf"
+    command = [str(BIN / "enhancer"), "export", "--gguf", str(out), "--quant", "f32"]  # ~540 MB: seconds to write
+    first = subprocess.Popen(command, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while not any(p.name.endswith(".partial") and p.stat().st_size > 1_000_000 for p in tmp_path.iterdir()):
+        assert first.poll() is None, first.communicate()[1].decode()[-2000:]
+        assert time.monotonic() < deadline, "the export never started writing"
+        time.sleep(0.05)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    assert not out.exists()
+    again = subprocess.run(command, env=cli_env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert out.stat().st_size > 100_000_000 and (tmp_path / "enh.gguf.enhancer.json").is_file()

@@ -103,5 +103,11 @@ def test_guards_answer_clearly_and_the_server_keeps_serving(tiny_enhancer):
         assert status == 422 and "empty prompt" in body["error"]
         status, body = _call(server.url, "/v1/chat/completions", {"messages": []}, key="s3cret")
         assert status == 422 and "no user message" in body["error"]
+        for route, extra in (
+            ("/v1/enhance", {}),
+            ("/v1/chat/completions", {"messages": [{"role": "user", "content": "a"}]}),
+        ):
+            status, body = _call(server.url, route, {**ok, **extra, "seed": 2**64}, key="s3cret")
+            assert status == 422 and "seed: Input should be less than or equal to 4294967295" in body["error"]
         status, body = _call(server.url, "/v1/enhance", ok, key="s3cret")  # still serving
         assert status == 200 and body["prompt"] == "a lighthouse at dusk"

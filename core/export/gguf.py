@@ -107,7 +107,9 @@ def export_gguf(
         "f32": gguf.LlamaFileType.ALL_F32,
     }[quant]
 
-    writer = gguf.GGUFWriter(str(out), arch)
+    # Written under a temporary name and renamed when whole: a killed export leaves no truncated file at `out`.
+    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    writer = gguf.GGUFWriter(str(partial), arch)
     label = Path(resolved.path).name + (f"+{Path(resolved.adapter).name}" if resolved.adapter else "")
     writer.add_name(f"enhancer {label}")
     writer.add_context_length(config.max_position_embeddings)
@@ -170,10 +172,15 @@ def export_gguf(
             kind = getattr(gguf.GGMLQuantizationType, quant.upper())
             writer.add_tensor(mapped, gguf.quants.quantize(data, kind), raw_dtype=kind)
 
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    try:
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    finally:
+        writer.close()
     metadata = read_metadata(resolved.adapter) if resolved.adapter else {}
     sidecar = out.with_suffix(out.suffix + ".enhancer.json")  # what inference needs beyond the weights
     sidecar.write_text(
@@ -192,6 +199,7 @@ def export_gguf(
         ),
         encoding="utf-8",
     )
+    os.replace(partial, out)  # last: the GGUF at its name means its sidecar is there too
     log(f"export: wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {quant})")
     return out
 

@@ -35,12 +35,14 @@ from pydantic import BaseModel, Field
 from enhancer.prompts import PROFILES, check_prompt
 from enhancer.serve.limits import ServeLimits
 
+SEED = Field(None, ge=0, le=2**32 - 1)  # what every engine's sampler takes; 2**64 was a 500 before
+
 
 class EnhanceRequest(BaseModel):
     prompt: str
     target: str = "generic"
     n: int = Field(1, ge=1)
-    seed: int | None = None
+    seed: int | None = SEED
     temperature: float | None = Field(None, ge=0, le=2)
     negative: bool = False
 
@@ -54,7 +56,7 @@ class ChatRequest(BaseModel):
     model: str | None = None
     messages: list[ChatMessage]
     n: int = Field(1, ge=1)
-    seed: int | None = None
+    seed: int | None = SEED
     temperature: float | None = Field(None, ge=0, le=2)
     target: str = "generic"  # extra_body={"target": "wan"} from the OpenAI client
     stream: bool = False
