@@ -327,3 +327,34 @@ def test_a_dead_worker_is_rested_and_the_others_take_its_jobs(tmp_path):
     assert [r.status for r in results] == ["ok"] * 6 and len(server.jobs) == 6
     assert service.stats.retries >= 1 and pool._rested[dead][0] >= 1  # it was tried, failed and rested
     assert pool.cache_identity()["base_url"] == sorted([dead, server.base_url])
+
+
+def test_a_job_id_that_is_not_one_is_refused(tmp_path):
+    """A server answering with a job id like '../../x' (it becomes a file name and a URL path) gets a clear,
+    permanent failure, and nothing is written outside the video folder."""
+    import http.server
+
+    class Hostile(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = json.dumps({"id": "../../escape", "object": "video", "status": "queued", "model": "sora-2"})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        backend = SoraBackend(str(tmp_path / "videos"), base_url=f"http://127.0.0.1:{server.server_port}/v1")
+        with pytest.raises(VideoJobFailed, match=r"job id '\.\./\.\./escape': not a job id"):
+            asyncio.run(backend.generate("a kite", seed=0, seconds=1, size="32x32"))
+        with pytest.raises(VideoJobFailed, match="not a job id"):  # an id read back from a tampered cache
+            asyncio.run(backend.fetch("a/b", seed=0, seconds=1, size="32x32"))
+    finally:
+        server.shutdown()
+    assert not (tmp_path / "escape.mp4").exists() and not list(tmp_path.glob("**/*.mp4"))

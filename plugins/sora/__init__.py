@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import time
 import warnings
 from pathlib import Path
@@ -202,6 +203,7 @@ class SoraBackend:
         finally:
             busy.discard(idempotency_key)
         self._rested.pop(worker, None)
+        _check_job_id(job.id, worker)
         busy.add(job.id)  # until fetch has it
         # even a job that failed at once exists (and may be billed): fetch reports the failure
         return job.id if len(self.base_urls) == 1 else f"{job.id}@{worker}"
@@ -209,6 +211,7 @@ class SoraBackend:
     async def fetch(self, job_id, *, seed, seconds, size, negative_prompt=None) -> Video:
         job_id, _, worker = job_id.partition("@")
         worker = worker or self.base_url
+        _check_job_id(job_id, worker)  # it names a file below: a resumed id from the cache is checked again
         client = self.client(worker)
         busy = self._busy.setdefault(worker, set())
         busy.add(job_id)  # a resumed job counts against its worker too
@@ -257,6 +260,19 @@ def _maybe_accepted(error: TransientVideoError) -> bool:
         return False
     cause = error.__cause__  # the SDK's APIConnectionError, itself caused by the HTTP library's error
     return type(getattr(cause, "__cause__", None)).__name__ != "ConnectError"  # httpx and its successors
+
+
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def _check_job_id(job_id, worker: str) -> None:
+    """A job id from the server becomes part of a file name (sora-ID.mp4) and a URL path: letters, digits, '_',
+    '-' and '.' only, so a server cannot write outside the video folder ("../x") or reach another route."""
+    if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id) or ".." in job_id:
+        raise VideoJobFailed(
+            f"{worker} answered with job id {job_id!r}: not a job id (letters, digits, '_', '-', '.'; at most 128); "
+            "is this server speaking Sora's video protocol?"
+        )
 
 
 def _job_error(job) -> str:
