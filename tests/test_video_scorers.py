@@ -132,3 +132,24 @@ def test_clip_fallback_blends_clip_and_metrics(tiny_clip, videos):
     assert scorer.clip_similarity(frames, "a fox in the snow") == scorer.clip_similarity(frames, "a fox in the snow")
     with pytest.raises(ValueError, match="clip_weight"):
         ClipFallbackScorer(model=tiny_clip, clip_weight=2)
+
+
+def test_clip_fallback_without_its_weights_says_what_to_do(tmp_path, cli_env):
+    """Offline and without the CLIP weights: one clear line and exit 2, not an OSError traceback."""
+    import subprocess
+
+    from conftest import BIN
+
+    empty = tmp_path / "clip"
+    empty.mkdir()
+    done = subprocess.run(
+        [str(BIN / "enhancer"), "reward", "score", "--prompt", "a kite", "--reward", "clip_fallback"]
+        + ["--option", f"clip_fallback.model={empty}"],
+        env={**cli_env, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"clip_fallback: the CLIP weights '{empty}' are not on this machine" in done.stderr
+    assert "--option clip_fallback.model=/path/to/clip" in done.stderr

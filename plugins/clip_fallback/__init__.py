@@ -63,10 +63,19 @@ class ClipFallbackScorer:
 
         if not 0 <= clip_weight <= 1:
             raise ValueError(f"clip_weight must be in [0, 1], got {clip_weight}")
+        from enhancer.models import ModelNotFoundError
+
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = CLIPModel.from_pretrained(model).to(self.device).eval()
-        self.tokenizer = AutoTokenizer.from_pretrained(model)
-        self.image_processor = AutoImageProcessor.from_pretrained(model)
+        try:
+            self.model = CLIPModel.from_pretrained(model).to(self.device).eval()
+            self.tokenizer = AutoTokenizer.from_pretrained(model)
+            self.image_processor = AutoImageProcessor.from_pretrained(model)
+        except OSError as error:  # offline, or no such folder: say which weights and how to get them
+            raise ModelNotFoundError(
+                f"clip_fallback: the CLIP weights {model!r} are not on this machine and cannot be downloaded "
+                f"({str(error).splitlines()[0]}). Download them once where the hub is reachable, or point the "
+                "scorer at a local copy: --option clip_fallback.model=/path/to/clip"
+            ) from error
         self.frames = frames
         self.clip_weight = clip_weight
         self.metrics = VideoMetricsScorer(frames=max(frames, 8))
