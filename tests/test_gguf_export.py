@@ -125,10 +125,9 @@ def test_a_killed_export_leaves_no_file_and_the_rerun_writes_it(tmp_path, cli_en
     out = tmp_path / "enh.gguf"
     command = [str(BIN / "enhancer"), "export", "--gguf", str(out), "--quant", "f32"]  # ~540 MB: seconds to write
     first = subprocess.Popen(command, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
     while not any(p.name.endswith(".partial") and p.stat().st_size > 1_000_000 for p in tmp_path.iterdir()):
+        # the export ending before its file shows up under the temporary name fails the test
         assert first.poll() is None, first.communicate()[1].decode()[-2000:]
-        assert time.monotonic() < deadline, "the export never started writing"
         time.sleep(0.05)
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
