@@ -310,9 +310,9 @@ class StreamCleaner:
     - a sentence that opens like trailing chatter ("Let me know...") and an unclosed **bold** wait until decided;
     - near the end (past 60% of the word budget, or near the token limit, where clean_output may cut a half
       sentence or trim to the budget) whole sentences only, never past the budget.
-    `finish(raw, truncated)` gives clean_output's text and the rest to show; `diverged` is True in the rare case
-    where the final cleanup still changed shown text (a reply that stops mid-sentence early on): the caller then
-    says so and shows the final text."""
+    `rest(final)` gives what is left to show of the final cleaned text; `diverged` is True in the rare case where
+    the final cleanup still changed shown text (a reply that stops mid-sentence early on): the caller then says so
+    and shows the final text."""
 
     def __init__(self, profile: TargetProfile, max_new_tokens: int):
         self.profile = profile
@@ -336,13 +336,12 @@ class StreamCleaner:
         delta, self.shown = stable[len(self.shown) :], stable
         return delta
 
-    def finish(self, raw: str, truncated: bool) -> tuple[Cleaned, str]:
-        """The final cleaned reply and the text still to show after what `feed` gave."""
-        cleaned = clean_output(raw, self.profile, truncated=truncated)
-        if self.diverged or not cleaned.text.startswith(self.shown):
+    def rest(self, final: str) -> str:
+        """The text still to show after what `feed` gave, given clean_output's text of the whole reply."""
+        if self.diverged or not final.startswith(self.shown):
             self.diverged = True
-            return cleaned, ""
-        return cleaned, cleaned.text[len(self.shown) :]
+            return ""
+        return final[len(self.shown) :]
 
     def _stable(self) -> str:
         head = re.split(r"\s(?=\S*$)", self.raw.lstrip(), maxsplit=1)  # up to the last whitespace: whole words

@@ -32,8 +32,8 @@ def stream(raw: str, *, truncated: bool = False, max_new_tokens: int = 192, prof
     """Feed `raw` piece by piece; returns what was shown after each piece, the final text and the cleaner."""
     cleaner = StreamCleaner(profile, max_new_tokens)
     shown = [cleaner.feed(piece) for piece in pieces_of(raw, size)]
-    cleaned, rest = cleaner.finish(raw, truncated)
-    return shown, "".join(shown) + rest, cleaned.text, cleaner
+    final = clean_output(raw, profile, truncated=truncated).text
+    return shown, "".join(shown) + cleaner.rest(final), final, cleaner
 
 
 def test_a_clean_reply_is_shown_as_it_comes_and_ends_as_clean_output():

@@ -154,7 +154,7 @@ class Enhancer:
             template = gguf_chat_template(gguf)
             if slots < 1:
                 raise ValueError(f"slots must be at least 1, got {slots}")
-            backend = LlamaCppEngine(gguf, chat_template=template, parallel=slots, n_ctx=1024 * slots)
+            backend = LlamaCppEngine(gguf, chat_template=template, parallel=slots)
             trained = template.get("prompt_format")
             return cls(backend, label, temperature, max_new_tokens, prompt_format or trained or "chat", candidates)
         resolved = resolve_model(model, adapter, log=log)
@@ -273,8 +273,8 @@ class Enhancer:
             generation = error
         result = self._to_enhancement(text, generation, profile, common)
         if isinstance(generation, Generation) and result.status == "ok" and not stopped:
-            _, rest = cleaner.finish(generation.texts[0], generation.truncated[0] if generation.truncated else False)
-            if rest and not cleaner.diverged:
+            rest = cleaner.rest(result.enhanced)  # clean_output of the whole reply, from _to_enhancement
+            if rest:
                 on_text(rest)
         if negative and result.status == "ok" and not stopped:
             self._add_negatives([result], seed, temperature)
