@@ -172,7 +172,7 @@ def test_the_server_asks_for_its_key_and_refuses_bad_requests(tmp_path):
         video = asyncio.run(right.generate("a fox", seed=3, seconds=1, size="64x48"))
         assert read_frames(video.path).shape[1:] == (48, 64, 3)
         assert next(iter(server.jobs.values())).seed == 3  # the seed travels as an extension field
-        with pytest.raises(VideoJobFailed, match="400"):
+        with pytest.raises(VideoJobFailed, match="422.*prompt: required"):
             asyncio.run(right.generate("   ", seed=0, seconds=1, size="64x48"))
     assert server.httpd.server_address[0] == "127.0.0.1"
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from enhancer.cli.app import main, parse_options
+from enhancer.cli.app import config_flag, config_overrides, main, parse_options
+from enhancer.serve.videos import VideoServeLimits  # standard library only; its fields are the serve flags
 
 # -------------------------------------------------------------------------------------------------------- video
 
@@ -130,7 +131,14 @@ def _read_prompt_lines(path: str) -> list[str]:
 @click.option("--concurrency", type=click.IntRange(1), default=1, show_default=True, help="Jobs run at once.")
 @click.option("--out", default="runs/video-serve", show_default=True, help="Where the backend writes videos.")
 @click.option("--plugin", "plugin_modules", multiple=True, help="Load this module as a plugin.")
-def video_serve(backend, options, host, port, api_key, concurrency, out, plugin_modules):
+@config_flag(VideoServeLimits, "max_seconds")
+@config_flag(VideoServeLimits, "max_side")
+@config_flag(VideoServeLimits, "max_prompt_chars")
+@config_flag(VideoServeLimits, "max_pending")
+@config_flag(VideoServeLimits, "keep_jobs")
+@config_flag(VideoServeLimits, "max_connections")
+@config_flag(VideoServeLimits, "max_body_bytes")
+def video_serve(backend, options, host, port, api_key, concurrency, out, plugin_modules, **flags):
     """Serve a backend over the OpenAI videos protocol, for the sora plugin on other machines."""
     from enhancer.registry import PluginRegistry
     from enhancer.serve.videos import VideoProtocolServer
@@ -139,8 +147,18 @@ def video_serve(backend, options, host, port, api_key, concurrency, out, plugin_
         raise click.UsageError(f"--host {host} exposes the server beyond this machine: set --api-key too")
     registry = PluginRegistry.load(extra_modules=list(plugin_modules))
     instance = registry.create("backend", backend, **{"out_dir": out, **parse_options(options, "--option")})
+    try:
+        limits = VideoServeLimits(**config_overrides(flags))
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
     server = VideoProtocolServer(
-        instance, host=host, port=port, api_key=api_key, concurrency=concurrency, log=lambda m: click.echo(m, err=True)
+        instance,
+        host=host,
+        port=port,
+        api_key=api_key,
+        concurrency=concurrency,
+        limits=limits,
+        log=lambda m: click.echo(m, err=True),
     )
     click.echo(f"enhancer: serving {backend} at {server.base_url} (OpenAI videos protocol)", err=True)
     server.serve_forever()

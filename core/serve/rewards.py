@@ -4,24 +4,25 @@
     POST /v1/score    multipart form: video (the mp4 bytes), prompt, and optionally enhanced
                       -> {"score": float or null}
 
-The upload goes to a temporary file the server names itself and deletes after scoring; requests are scored one
-at a time (one model, one device). Binds 127.0.0.1 unless told otherwise; asks for a bearer key when given one.
-Imports nothing heavy, so it runs in an environment where enhancer is installed with --no-deps.
+The upload streams to a temporary folder the server makes itself and deletes after scoring, so memory stays flat
+whatever the video's size (up to `max_video_bytes`); requests are scored one at a time (one model, one device).
+Requests are read by enhancer.serve.http: Host and key first, Content-Length checked before any byte of the body.
+Binds 127.0.0.1 unless told otherwise; asks for a bearer key when given one. Imports nothing heavy, so it runs in
+an environment where enhancer is installed with --no-deps.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import tempfile
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from enhancer.contracts import Sample
-from enhancer.serve.forms import parse_form
+from enhancer.serve.http import BoundedHTTPServer, GuardedHandler, RequestError
 
-MAX_VIDEO_BYTES = 512 << 20
+MAX_VIDEO_BYTES = 512 << 20  # a few minutes of 1080p; the scorers read a handful of frames from it
+MAX_TEXT_BYTES = 64_000  # the prompt and the enhanced prompt, each
 
 
 def score_remote(
@@ -44,25 +45,38 @@ def score_remote(
 
 
 class RewardServer:
-    def __init__(self, scorer, *, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None, log=None):
+    def __init__(
+        self,
+        scorer,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_key: str | None = None,
+        max_video_bytes: int = MAX_VIDEO_BYTES,
+        max_connections: int = 16,
+        log=None,
+    ):
         self.scorer = scorer
-        self.api_key = api_key
+        self.max_video_bytes = max_video_bytes
         self.log = log or (lambda message: None)
         self.lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer((host, port), self._handler())
-        self.httpd.daemon_threads = True
+        self.httpd = BoundedHTTPServer(
+            (host, port), self._handler(), api_key=api_key, max_connections=max_connections, log=self.log
+        )
         self.thread: threading.Thread | None = None
+
+    @property
+    def api_key(self) -> str | None:
+        return self.httpd.api_key
 
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
         return f"http://{host}:{port}"
 
-    def score(self, video: bytes, prompt: str, enhanced: str | None) -> float | None:
-        with tempfile.TemporaryDirectory(prefix="enhancer-reward-") as tmp, self.lock:
-            path = Path(tmp) / "video.mp4"
-            path.write_bytes(video)
-            [value] = self.scorer.score([Sample(prompt, enhanced or prompt, str(path))])
+    def score(self, video_path: str | Path, prompt: str, enhanced: str | None) -> float | None:
+        with self.lock:
+            [value] = self.scorer.score([Sample(prompt, enhanced or prompt, str(video_path))])
         return value
 
     def start(self) -> RewardServer:
@@ -91,43 +105,31 @@ class RewardServer:
     def _handler(self):
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        class Handler(GuardedHandler):
+            timeout = 120  # a big upload over a slow link sends a chunk at least this often
 
-            def log_message(self, *args):
-                pass
-
-            def _send(self, code: int, payload: dict):
-                body = json.dumps(payload).encode("utf-8")
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_POST(self):
-                if self.path.split("?")[0].rstrip("/") != "/v1/score":
-                    return self._send(404, {"error": f"no such endpoint: POST {self.path}; use /v1/score"})
-                if server.api_key and not hmac.compare_digest(
-                    self.headers.get("Authorization", ""), f"Bearer {server.api_key}"
-                ):
-                    return self._send(401, {"error": "missing or wrong API key: send Authorization: Bearer KEY"})
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_VIDEO_BYTES:
-                    return self._send(413, {"error": f"upload over {MAX_VIDEO_BYTES >> 20} MB"})
-                try:
-                    form = parse_form(self.headers.get("Content-Type", ""), self.rfile.read(length))
-                except ValueError as error:
-                    return self._send(400, {"error": str(error)})
-                video, prompt = form.get("video"), form.get("prompt")
-                if not isinstance(video, bytes) or not video or not isinstance(prompt, str) or not prompt.strip():
-                    return self._send(400, {"error": "send a multipart form with a 'video' file and a 'prompt'"})
-                enhanced = form.get("enhanced") if isinstance(form.get("enhanced"), str) else None
-                try:
-                    value = server.score(video, prompt, enhanced)
-                except Exception as error:  # the scorer failed on this video: say so, keep serving
-                    server.log(f"reward serve: {type(error).__name__}: {error}")
-                    return self._send(500, {"error": f"{type(error).__name__}: {error}", "score": None})
-                return self._send(200, {"score": value})
+            def post(self):
+                if self.route.rstrip("/") != "/v1/score":
+                    raise RequestError(404, f"no such endpoint: POST {self.route}; use /v1/score")
+                if not self.headers.get("Content-Type", "").lower().startswith("multipart/form-data"):
+                    raise RequestError(415, "send multipart/form-data with a 'video' file and a 'prompt' field")
+                limit = server.max_video_bytes + 4 * MAX_TEXT_BYTES  # the video, the text fields, the boundaries
+                with tempfile.TemporaryDirectory(prefix="enhancer-reward-") as spool:
+                    form = self.read_form(limit, spool, MAX_TEXT_BYTES)
+                    video, prompt = form.get("video"), form.get("prompt")
+                    if not isinstance(video, Path) or not video.stat().st_size:
+                        raise RequestError(422, "video: send the mp4 as a file part named 'video'")
+                    if not isinstance(prompt, str) or not prompt:
+                        raise RequestError(422, "prompt: required (the simple prompt the video was made for)")
+                    enhanced = form.get("enhanced") if isinstance(form.get("enhanced"), str) else None
+                    try:
+                        value = server.score(video, prompt, enhanced)
+                    except Exception as error:  # the scorer failed on this video: say so, keep serving
+                        server.log(f"reward serve: {type(error).__name__}: {error}")
+                        message = f"the scorer failed on this video: {type(error).__name__}: {error}"
+                        return self.send_json(
+                            500, {"error": {"message": message, "type": "server_error"}, "score": None}
+                        )
+                return self.send_json(200, {"score": value})
 
         return Handler

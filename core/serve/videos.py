@@ -7,28 +7,51 @@ several GPU machines through the sora plugin (`enhancer video serve --backend di
     GET  /v1/videos/{id}            the job: queued, in_progress, completed or failed (with error)
     GET  /v1/videos/{id}/content    the mp4, once completed
 
-Jobs run on the server's own event loop, at most `concurrency` at a time (one per GPU is the usual setting).
-It binds 127.0.0.1 unless told otherwise, and asks for a bearer key when given one. Clients never name files:
-job ids are the server's, and content comes only from the files its backend wrote.
+Jobs run on the server's own event loop, at most `concurrency` at a time (one per GPU is the usual setting);
+backends do their heavy work in threads, so jobs overlap their waiting. It binds 127.0.0.1 unless told otherwise,
+and asks for a bearer key when given one. Every request is read by enhancer.serve.http (key first, bounded body);
+every field has a limit (VideoServeLimits, the command's flags), at most `max_pending` jobs wait or run (429 with
+Retry-After beyond), and only the last `keep_jobs` finished jobs are remembered. Clients never name files: job
+ids are the server's, and content comes only from the files its backend wrote. docs/security.md lists the limits.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
+import math
 import re
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
-from enhancer.serve.forms import parse_form
+from enhancer.serve.http import BoundedHTTPServer, GuardedHandler, RequestError
 
-MAX_BODY_BYTES = 1 << 20  # a prompt and a few fields; reference images are not supported
 JOB_PATH = re.compile(r"^/v1/videos/(video_[0-9a-f]{24})(/content)?$")
+SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, as the sora plugin and OpenAI send
+
+
+@dataclass
+class VideoServeLimits:
+    """`enhancer video serve`'s limits: each refusal is a 4xx naming the field and the limit (docs/security.md)."""
+
+    max_body_bytes: int = field(default=1 << 20, metadata={"help": "Largest request body; larger ones get 413."})
+    max_prompt_chars: int = field(default=20_000, metadata={"help": "Longest prompt or negative_prompt."})
+    max_seconds: float = field(default=20.0, metadata={"help": "Longest video a job may ask for, in seconds."})
+    max_side: int = field(default=1920, metadata={"help": "Largest width or height a job may ask for, in pixels."})
+    max_pending: int = field(default=64, metadata={"help": "Jobs queued or running at once; more get 429."})
+    keep_jobs: int = field(
+        default=1000, metadata={"help": "Finished jobs remembered for status and content; older ones are forgotten."}
+    )
+    max_connections: int = field(default=64, metadata={"help": "Connections handled at once; more get 503."})
+
+    def __post_init__(self):
+        if min(self.max_body_bytes, self.max_prompt_chars, self.max_side, self.max_pending) < 1:
+            raise ValueError("video serve: every limit must be >= 1")
+        if not 0 < self.max_seconds < math.inf or self.keep_jobs < 1 or self.max_connections < 1:
+            raise ValueError("video serve: max_seconds must be > 0 and finite, keep_jobs and max_connections >= 1")
 
 
 @dataclass
@@ -46,6 +69,7 @@ class Job:
     completed_at: int | None = None
     error: dict | None = None
     path: str | None = None
+    idempotency_key: str | None = None
 
     def public(self) -> dict:
         return {
@@ -68,7 +92,7 @@ class VideoProtocolServer:
 
     `faults` is a test seam: a callable (method, path) -> None or an action ("status", code, retry_after),
     ("sleep", seconds), ("hang", seconds) (no answer, then the connection drops) or ("lose_reply",) (the request
-    is carried out, then the connection drops before the answer), applied before the request is handled."""
+    is carried out, then the connection drops before the answer), applied after the caller checks."""
 
     def __init__(
         self,
@@ -79,23 +103,33 @@ class VideoProtocolServer:
         api_key: str | None = None,
         concurrency: int = 1,
         model: str | None = None,
+        limits: VideoServeLimits | None = None,
         faults=None,
         log=None,
     ):
         self.backend = backend
-        self.api_key = api_key
+        self.limits = limits or VideoServeLimits()
         self.model = model or getattr(backend, "model", None) or getattr(backend, "name", "video")
         self.faults = faults
         self.log = log or (lambda message: None)
-        self.jobs: dict[str, Job] = {}
+        self.jobs: OrderedDict[str, Job] = OrderedDict()  # oldest first, so eviction forgets the oldest finished
         self.by_idempotency_key: dict[str, str] = {}
         self.lock = threading.Lock()
         self.loop = asyncio.new_event_loop()
         self.semaphore: asyncio.Semaphore | None = None
         self.concurrency = concurrency
-        self.httpd = ThreadingHTTPServer((host, port), self._handler())
-        self.httpd.daemon_threads = True
+        self.httpd = BoundedHTTPServer(
+            (host, port),
+            self._handler(),
+            api_key=api_key,
+            max_connections=self.limits.max_connections,
+            log=self.log,
+        )
         self._threads: list[threading.Thread] = []
+
+    @property
+    def api_key(self) -> str | None:
+        return self.httpd.api_key
 
     # ------------------------------------------------------------------------------------------------ lifecycle
     @property
@@ -137,33 +171,91 @@ class VideoProtocolServer:
         self.loop.run_forever()
 
     # ---------------------------------------------------------------------------------------------------- jobs
-    def create(self, fields: dict, idempotency_key: str | None) -> Job:
-        prompt = str(fields.get("prompt") or "").strip()
-        if not prompt:
-            raise ValueError("prompt is required")
-        seconds = str(fields.get("seconds") or "4")
+    def checked_fields(self, fields: dict) -> dict:
+        """The job's fields, each within its limit; a RequestError (422) naming the field and the limit if not."""
+        limits = self.limits
+
+        def text(name: str, required: bool = False) -> str | None:
+            value = fields.get(name)
+            if value is None or value == "":
+                if required:
+                    raise RequestError(422, f"{name}: required (the text to make a video of)")
+                return None
+            if not isinstance(value, str):
+                raise RequestError(422, f"{name}: must be text, got {type(value).__name__}")
+            if len(value) > limits.max_prompt_chars:
+                raise RequestError(422, f"{name}: {len(value)} characters; the limit is {limits.max_prompt_chars}")
+            return value.strip() or None
+
+        prompt = text("prompt", required=True)
+        if prompt is None:
+            raise RequestError(422, "prompt: required (the text to make a video of)")
+        seconds_text = str(fields.get("seconds") if fields.get("seconds") not in (None, "") else "4")
         try:
-            float(seconds)
-            seed = int(fields.get("seed") or 0)
-        except ValueError as error:
-            raise ValueError(f"seconds and seed must be numbers: {error}") from error
+            seconds = float(seconds_text)
+        except ValueError:
+            seconds = math.nan
+        if not 0 < seconds <= limits.max_seconds:  # also refuses nan and inf
+            raise RequestError(
+                422, f"seconds: {seconds_text[:40]!r} is not a length in (0, {limits.max_seconds:g}] seconds"
+            )
+        size = str(fields.get("size") or "320x192")
+        match = SIZE.match(size)
+        if not match or not all(16 <= int(side) <= limits.max_side for side in match.groups()):
+            raise RequestError(
+                422, f"size: {size[:40]!r} is not WIDTHxHEIGHT with each side from 16 to {limits.max_side} pixels"
+            )
+        seed = fields.get("seed", 0)
+        try:
+            seed = int(seed if seed not in (None, "") else 0)
+        except (TypeError, ValueError):
+            seed = -1
+        if isinstance(fields.get("seed"), bool) or not 0 <= seed <= 2**32 - 1:
+            raise RequestError(422, f"seed: {str(fields.get('seed'))[:40]!r} is not an integer from 0 to 2**32-1")
+        model = fields.get("model")
+        if model is not None and (not isinstance(model, str) or len(model) > 200):
+            raise RequestError(422, "model: a name of at most 200 characters")
+        return {
+            "prompt": prompt,
+            "model": model or self.model,
+            "seconds": seconds_text,
+            "size": size,
+            "seed": seed,
+            "negative_prompt": text("negative_prompt"),
+        }
+
+    def create(self, fields: dict, idempotency_key: str | None) -> Job:
+        checked = self.checked_fields(fields)
+        if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
+            raise RequestError(400, "Idempotency-Key: 1 to 255 visible ASCII characters")
         with self.lock:
             if idempotency_key and idempotency_key in self.by_idempotency_key:
                 return self.jobs[self.by_idempotency_key[idempotency_key]]
-            job = Job(
-                id=f"video_{secrets.token_hex(12)}",
-                prompt=prompt,
-                model=str(fields.get("model") or self.model),
-                seconds=seconds,
-                size=str(fields.get("size") or "320x192"),
-                seed=seed,
-                negative_prompt=fields.get("negative_prompt") or None,
-            )
+            pending = sum(job.status in ("queued", "in_progress") for job in self.jobs.values())
+            if pending >= self.limits.max_pending:
+                raise RequestError(
+                    429,
+                    f"{pending} jobs are queued or running, the limit (--max-pending); retry later",
+                    "rate_limit_error",
+                    {"Retry-After": "5"},
+                )
+            job = Job(id=f"video_{secrets.token_hex(12)}", **checked)
+            job.idempotency_key = idempotency_key
             self.jobs[job.id] = job
             if idempotency_key:
                 self.by_idempotency_key[idempotency_key] = job.id
+            self._forget_old_jobs()
         asyncio.run_coroutine_threadsafe(self._run(job), self.loop)
         return job
+
+    def _forget_old_jobs(self) -> None:
+        """Keep at most `keep_jobs` finished jobs (with the lock held): the oldest go first, with their idempotency
+        keys. Their files stay where the backend wrote them (its cache)."""
+        finished = [job for job in self.jobs.values() if job.status in ("completed", "failed")]
+        for job in finished[: max(0, len(finished) - self.limits.keep_jobs)]:
+            del self.jobs[job.id]
+            if job.idempotency_key:
+                self.by_idempotency_key.pop(job.idempotency_key, None)
 
     async def _run(self, job: Job) -> None:
         async with self.semaphore:
@@ -179,52 +271,34 @@ class VideoProtocolServer:
             except Exception as error:  # the job fails; the server goes on
                 job.status, job.error = "failed", {"code": "generation_failed", "message": str(error)}
                 self.log(f"video serve: {job.id} failed: {error}")
-                return
-            job.path, job.status, job.progress, job.completed_at = video.path, "completed", 100, int(time.time())
+            else:
+                job.path, job.status, job.progress = video.path, "completed", 100
+                job.completed_at = int(time.time())
+        with self.lock:
+            self._forget_old_jobs()
 
     # -------------------------------------------------------------------------------------------------- HTTP
     def _handler(self):
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):  # quiet; the server's log() says what matters
-                pass
-
+        class Handler(GuardedHandler):
             lose_reply = False
 
-            def _send(self, code: int, payload: dict | bytes, content_type="application/json", headers=None):
+            def send_bytes(self, code, body, content_type, headers=None):
                 if self.lose_reply:
                     self.close_connection = True
                     return
-                body = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
-                self.send_response(code)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(body)
+                super().send_bytes(code, body, content_type, headers)
 
-            def _error(self, code: int, message: str, kind: str = "invalid_request_error", headers=None):
-                self._send(code, {"error": {"message": message, "type": kind}}, headers=headers)
-
-            def _guard(self) -> bool:
-                """Auth and injected faults; False when the request has been answered already."""
-                if server.api_key:
-                    given = self.headers.get("Authorization", "")
-                    if not hmac.compare_digest(given, f"Bearer {server.api_key}"):
-                        self._error(401, "missing or wrong API key: send Authorization: Bearer KEY", "auth_error")
-                        return False
+            def faults(self) -> bool:
+                """Injected faults; False when the request has been answered already."""
                 action = server.faults(self.command, self.path) if server.faults else None
                 if action is None:
                     return True
                 if action[0] == "status":
                     code, retry_after = action[1], action[2] if len(action) > 2 else None
                     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-                    self._error(code, f"injected fault {code}", "server_error", headers)
-                    return False
+                    raise RequestError(code, f"injected fault {code}", "server_error", headers)
                 if action[0] == "sleep":
                     time.sleep(action[1])
                     return True
@@ -236,35 +310,33 @@ class VideoProtocolServer:
                     self.lose_reply = True
                 return True
 
-            def do_POST(self):
-                if self.path.split("?")[0].rstrip("/") != "/v1/videos":
-                    return self._error(404, f"no such endpoint: POST {self.path}")
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY_BYTES:
-                    return self._error(413, f"request body over {MAX_BODY_BYTES} bytes")
-                body = self.rfile.read(length)
-                if not self._guard():
-                    return None
-                try:
-                    fields = parse_form(self.headers.get("Content-Type", ""), body)
-                    job = server.create(fields, self.headers.get("Idempotency-Key"))
-                except ValueError as error:
-                    return self._error(400, str(error))
-                return self._send(200, job.public())
+            def post(self):
+                if self.route.rstrip("/") != "/v1/videos":
+                    raise RequestError(404, f"no such endpoint: POST {self.route}")
+                fields = self.read_form(server.limits.max_body_bytes)
+                if not self.faults():
+                    return
+                job = server.create(fields, self.headers.get("Idempotency-Key"))
+                self.send_json(200, job.public())
 
-            def do_GET(self):
-                match = JOB_PATH.match(self.path.split("?")[0])
+            def get(self):
+                match = JOB_PATH.match(self.route)
                 if not match:
-                    return self._error(404, f"no such endpoint: GET {self.path}")
-                if not self._guard():
-                    return None
+                    raise RequestError(404, f"no such endpoint: GET {self.route}")
+                if not self.faults():
+                    return
                 job = server.jobs.get(match.group(1))
                 if job is None:
-                    return self._error(404, f"no video job {match.group(1)}")
+                    raise RequestError(
+                        404, f"no video job {match.group(1)} (the last {server.limits.keep_jobs} finished are kept)"
+                    )
                 if not match.group(2):
-                    return self._send(200, job.public())
+                    return self.send_json(200, job.public())
                 if job.status != "completed" or not job.path:
-                    return self._error(409, f"video {job.id} is {job.status}, not completed")
-                return self._send(200, Path(job.path).read_bytes(), "video/mp4")
+                    raise RequestError(409, f"video {job.id} is {job.status}, not completed")
+                if self.lose_reply:
+                    self.close_connection = True
+                    return
+                return self.send_file(job.path, "video/mp4")
 
         return Handler

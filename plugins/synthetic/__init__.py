@@ -39,7 +39,8 @@ class SyntheticBackend:
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
         if not path.exists():
-            frames = render(prompt, seed=seed, seconds=seconds, size=size, fps=self.fps)
+            # rendering is CPU work: off the event loop, so a server's other jobs and requests go on meanwhile
+            frames = await asyncio.to_thread(render, prompt, seed=seed, seconds=seconds, size=size, fps=self.fps)
             await asyncio.to_thread(write_mp4, frames, path, self.fps)
         return Video(str(path), self.name, self.model, seconds, time.perf_counter() - started, 0.0, seed)
 
