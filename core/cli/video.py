@@ -203,7 +203,14 @@ def reward_score(prompt, enhanced, video_path, rewards, options, plugin_modules)
 @click.option("--port", type=click.IntRange(0, 65535), default=8200, show_default=True)
 @click.option("--api-key", envvar="ENHANCER_REWARD_API_KEY", help="Require this bearer key.")
 @click.option("--plugin", "plugin_modules", multiple=True, help="Load this module as a plugin.")
-def reward_serve(name, options, host, port, api_key, plugin_modules):
+@click.option(
+    "--max-video-bytes",
+    type=click.IntRange(1),
+    default=512 << 20,
+    show_default=True,
+    help="Largest upload; larger ones get 413 before any of it is read.",
+)
+def reward_serve(name, options, host, port, api_key, plugin_modules, max_video_bytes):
     """Serve scorer NAME over HTTP (POST /v1/score), e.g. VisionReward from its own environment."""
     from enhancer.registry import PluginRegistry
     from enhancer.serve.rewards import RewardServer
@@ -215,6 +222,13 @@ def reward_serve(name, options, host, port, api_key, plugin_modules):
         scorer = registry.create("scorer", name, **parse_options(options, "--option"))
     except ValueError as error:
         raise click.UsageError(f"{name}: {error}") from error
-    server = RewardServer(scorer, host=host, port=port, api_key=api_key, log=lambda m: click.echo(m, err=True))
+    server = RewardServer(
+        scorer,
+        host=host,
+        port=port,
+        api_key=api_key,
+        max_video_bytes=max_video_bytes,
+        log=lambda m: click.echo(m, err=True),
+    )
     click.echo(f"enhancer: serving scorer {name} at {server.url}/v1/score", err=True)
     server.serve_forever()
