@@ -102,7 +102,14 @@ def _rating_inputs(results, variants, db):
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address; beyond loopback only with a key.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8300, show_default=True)
 @click.option("--api-key", envvar="ENHANCER_RATE_API_KEY", help="Require Authorization: Bearer KEY.")
-def rate_serve(results, variants, db, host, port, api_key):
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=1),
+    default=16_000,  # enhancer.serve.rate.MAX_BODY_BYTES, written out: importing it here would load pydantic and numpy
+    show_default=True,
+    help="Largest request body; larger ones get 413.",
+)
+def rate_serve(results, variants, db, host, port, api_key, max_body_bytes):
     """Serve the rating page: raters pick the better of two outputs; every rating is saved at once."""
     import uvicorn
 
@@ -112,7 +119,8 @@ def rate_serve(results, variants, db, host, port, api_key):
         raise click.UsageError(f"--host {host} exposes the server beyond this machine: set --api-key too")
     pairs, store = _rating_inputs(results, variants, db)
     click.echo(f"enhancer: {len(pairs)} pairs to rate at http://{host}:{port}/ (ratings in {store.path})", err=True)
-    uvicorn.run(create_rating_app(pairs, store, api_key), host=host, port=port, log_level="warning")
+    app = create_rating_app(pairs, store, api_key, max_body_bytes=max_body_bytes)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 @rate.command("scores")

@@ -2,17 +2,27 @@
 Bradley-Terry strengths with bootstrap confidence intervals (`enhancer rate serve|scores|export`).
 
 Pairs come from an eval folder's results.jsonl: for every prompt, every two variants whose outputs both
-succeeded (or a chosen subset of variants). Which output shows on the left is drawn per pair (seeded), so a
-rater's side bias does not favour a variant. Each rating is one committed row, so a restart loses nothing, and
+succeeded (or a chosen subset of variants). A pair's id is derived from its content (`pair_id`: the prompt, the two
+variant names and their texts), not from its position in the list, so adding a variant to the results (or a
+rerun that changes other rows) leaves every existing pair's id, and the ratings stored under it, as they were.
+Which output shows on the left is drawn per pair from that id, so a rater's side bias does not favour a variant and
+no pair changes sides when others come or go. Each rating is one committed row, so a restart loses nothing, and
 many raters can rate at once. A row with a `video_path` (a results file that has videos) shows the videos.
+
+Databases from before content ids stored list positions (0, 1, 2, ...) in an INTEGER `pair` column. Opening one
+rebuilds the table once with a TEXT column (so an all-digit hex id is never turned into a number); its old rows
+keep their ids as text ("3"), which match no pair any more (those pairs show as unrated again), while `scores`
+and `export` still count them: they read the variant names and winner stored in each row, not the pair id.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import json
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -22,11 +32,26 @@ from pathlib import Path
 import numpy as np
 
 WINNERS = ("a", "b", "tie")
+PAIR_ID = re.compile(r"^[0-9a-f]{16}$")  # what pair_id returns; the API refuses anything else up front
+# The ratings table. `pair` is TEXT: an INTEGER column would turn an all-digit hex id into a number.
+COLUMNS = (
+    "id INTEGER PRIMARY KEY, time REAL, rater TEXT, pair TEXT, prompt_id TEXT, variant_a TEXT, variant_b TEXT, "
+    "winner TEXT"
+)
+
+
+def pair_id(prompt_id: str, first: tuple[str, str], second: tuple[str, str]) -> str:
+    """A pair's stable id from its content: the prompt id and two (variant, text) sides, in name order so the id
+    does not depend on which side is shown left. 16 hex digits (64 bits) of sha256: no collision in any
+    realistic number of pairs. JSON keeps the fields apart (no text can fake a field boundary)."""
+    (name_1, text_1), (name_2, text_2) = sorted([first, second])
+    content = json.dumps([prompt_id, name_1, text_1, name_2, text_2], ensure_ascii=False)
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass
 class RatingPair:
-    id: int
+    id: str  # pair_id(...): stable across reloads
     prompt_id: str
     simple: str
     variant_a: str
@@ -64,19 +89,20 @@ def load_rating_pairs(results_dir: str | Path, variants: list[str] | None = None
     found = sorted({v for rows in by_prompt.values() for v in rows})
     if variants and set(variants) - set(found):
         raise ValueError(f"variant(s) {', '.join(sorted(set(variants) - set(found)))} not in {path}; it has {found}")
-    rng = random.Random(seed)
     pairs: list[RatingPair] = []
     for prompt_id in sorted(by_prompt):
         rows = by_prompt[prompt_id]
         for left, right in itertools.combinations(sorted(rows), 2):
-            if rng.random() < 0.5:
+            if rows[left]["enhanced"].strip() == rows[right]["enhanced"].strip():
+                continue  # nothing to choose between
+            key = pair_id(prompt_id, (left, rows[left]["enhanced"]), (right, rows[right]["enhanced"]))
+            # Seeded by the pair itself, not by a shared sequence: another variant's pairs do not shift this draw.
+            if random.Random(f"{seed}/{key}").random() < 0.5:
                 left, right = right, left
             a, b = rows[left], rows[right]
-            if a["enhanced"].strip() == b["enhanced"].strip():
-                continue  # nothing to choose between
             pairs.append(
                 RatingPair(
-                    len(pairs),
+                    key,
                     prompt_id,
                     a["simple"],
                     left,
@@ -101,11 +127,26 @@ class RatingStore:
         self.lock = threading.Lock()
         self.db = sqlite3.connect(str(self.path), check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS ratings (id INTEGER PRIMARY KEY, time REAL, rater TEXT, pair INTEGER, "
-            "prompt_id TEXT, variant_a TEXT, variant_b TEXT, winner TEXT)"
-        )
+        self.db.execute(f"CREATE TABLE IF NOT EXISTS ratings ({COLUMNS})")
         self.db.commit()
+        self._upgrade_pair_column()
+
+    def _upgrade_pair_column(self) -> None:
+        """Before content ids, `pair` was declared INTEGER; SQLite would store an all-digit id such as
+        "0123456789012345" in such a column as the number 123456789012345, which then matches nothing. Rebuild
+        that table once with `pair TEXT`; the old rows keep their (position) ids as text."""
+        declared = {row[1]: row[2].upper() for row in self.db.execute("PRAGMA table_info(ratings)")}
+        if declared.get("pair") == "TEXT":
+            return
+        with self.lock:
+            self.db.executescript(
+                "BEGIN; ALTER TABLE ratings RENAME TO ratings_before_content_ids; "
+                f"CREATE TABLE ratings ({COLUMNS}); "
+                "INSERT INTO ratings (id, time, rater, pair, prompt_id, variant_a, variant_b, winner) "
+                "SELECT id, time, rater, pair, prompt_id, variant_a, variant_b, winner "
+                "FROM ratings_before_content_ids; "
+                "DROP TABLE ratings_before_content_ids; COMMIT;"
+            )
 
     def add(self, rater: str, pair: RatingPair, winner: str) -> None:
         if winner not in WINNERS:
@@ -126,11 +167,11 @@ class RatingStore:
             names = [c[0] for c in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
-    def rated_by(self, rater: str) -> set[int]:
+    def rated_by(self, rater: str) -> set[str]:
         with self.lock:
             return {r[0] for r in self.db.execute("SELECT pair FROM ratings WHERE rater = ?", (rater,))}
 
-    def counts(self) -> dict[int, int]:
+    def counts(self) -> dict[str, int]:
         with self.lock:
             return dict(self.db.execute("SELECT pair, COUNT(*) FROM ratings GROUP BY pair").fetchall())
 
