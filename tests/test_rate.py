@@ -407,3 +407,21 @@ def test_signed_video_links_play_without_a_header_and_nothing_else_does(video_re
             assert status == 401 and body["error"], why
         assert "expired" in fetch(refused["expired"])[2]["error"]
         assert call(f"{url}/api/next?rater=ana", key="k")[0] == 200  # still serving
+
+
+def test_without_a_key_only_loopback_host_names_are_answered(results, tmp_path):
+    from enhancer.serve.rate import create_rating_app
+
+    pairs = load_rating_pairs(results)
+    with _serving(create_rating_app(pairs, RatingStore(tmp_path / "r.sqlite"))) as url:
+        port = urlsplit(url).port
+        for host, expected in (("attacker.example", 403), (f"attacker.example:{port}", 403), ("localhost", 200)):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            connection.request("GET", "/api/next?rater=ana", headers={"Host": host})
+            response = connection.getresponse()
+            body = json.loads(response.read())
+            connection.close()
+            assert response.status == expected, (host, body)
+            if expected == 403:
+                assert "--api-key" in body["error"]
+        assert call(f"{url}/api/next?rater=ana")[0] == 200  # 127.0.0.1:PORT, as every local client sends it

@@ -355,3 +355,34 @@ class BoundedHTTPServer(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self.slots.release()
+
+
+class LoopbackHostsOnly:
+    """ASGI middleware for the FastAPI servers (`enhancer serve`, `enhancer rate serve`) run without a key: a
+    request whose Host is not a loopback name gets 403, the same rule as the standard-library servers above, so
+    a page that rebinds its DNS name to 127.0.0.1 cannot use them. (Starlette's TrustedHostMiddleware would cut
+    `[::1]:8000` at its first colon.)"""
+
+    def __init__(self, app, allowed_hosts=LOOPBACK_HOSTS):
+        self.app, self.allowed_hosts = app, frozenset(allowed_hosts)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or ())
+        host = headers.get(b"host")
+        if host is None or host_name(host.decode("latin-1")) in self.allowed_hosts:
+            return await self.app(scope, receive, send)
+        message = (
+            f"Host {host.decode('latin-1')[:100]!r} is not one this server answers to without a key "
+            f"({', '.join(sorted(self.allowed_hosts))}); start it with --api-key to serve other names"
+        )
+        body = json.dumps({"error": message}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 403,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

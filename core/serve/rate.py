@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 
 from enhancer.eval.rate import PAIR_ID, WINNERS, RatingStore, next_pair, scores
 from enhancer.serve.api import BodyLimit
+from enhancer.serve.http import LoopbackHostsOnly
 
 RATER = re.compile(r"^[\w .@-]{1,64}$")
 VIDEO_PATH = re.compile(r"^/api/video/([0-9a-f]{16})/(a|b)$")
@@ -85,6 +86,8 @@ def create_rating_app(
     app = FastAPI(title="enhancer rate", docs_url=None, redoc_url=None, openapi_url=None)
     # Counts a body without Content-Length (chunked) as it arrives; the guard below checks a declared one.
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    if not api_key:  # a page that rebinds its DNS name to 127.0.0.1 must not rate (docs/security.md)
+        app.add_middleware(LoopbackHostsOnly)
     page = (Path(__file__).parent / "static" / "rate.html").read_text(encoding="utf-8")
 
     def rater_name(name: str) -> str:
