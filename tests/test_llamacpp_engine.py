@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from enhancer.enhance import Enhancer
-from enhancer.enhance.engines import LlamaCppEngine, TransformersEngine, gguf_chat_template
+from enhancer.enhance.engines import GenerationStopped, LlamaCppEngine, TransformersEngine, gguf_chat_template
 from enhancer.export.gguf import cached_export, export_gguf
 from enhancer.prompts import build_messages
 
@@ -161,3 +161,22 @@ def test_without_the_wheel_auto_falls_back_with_a_notice(monkeypatch):
     assert said == [
         "llama.cpp (the xllamacpp wheel) is not installed for this platform: using the transformers engine"
     ]
+
+
+def test_should_stop_ends_a_call_at_the_next_token(engines):
+    """What `enhancer serve` relies on when every client of a call has left: llama.cpp stops at the next token,
+    and conversations not begun are not decoded at all."""
+    _, llama_engine = engines
+    prompt = llama_engine.render(CONVERSATIONS[0])
+    whole = llama_engine.request(prompt, seed=0, temperature=0, max_new_tokens=40)
+    asked = []
+
+    def from_the_third() -> bool:
+        asked.append(len(asked) >= 2)
+        return asked[-1]
+
+    stopped = llama_engine.request(prompt, seed=0, temperature=0, max_new_tokens=40, should_stop=from_the_third)
+    assert asked == [False, False, True]  # asked at every token, and not after it said stop
+    assert stopped["tokens"] == 3 < whole["tokens"] and whole["text"].startswith(stopped["text"])
+    results = llama_engine.generate(CONVERSATIONS, n=2, max_new_tokens=40, should_stop=lambda: True)
+    assert all(isinstance(r, GenerationStopped) for r in results)

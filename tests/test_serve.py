@@ -111,3 +111,27 @@ def test_guards_answer_clearly_and_the_server_keeps_serving(tiny_enhancer):
             assert status == 422 and "seed: Input should be less than or equal to 4294967295" in body["error"]
         status, body = _call(server.url, "/v1/enhance", ok, key="s3cret")  # still serving
         assert status == 200 and body["prompt"] == "a lighthouse at dusk"
+
+
+def test_without_a_key_only_loopback_host_names_are_answered(tiny_enhancer):
+    import http.client
+    from urllib.parse import urlsplit
+
+    with Server(tiny_enhancer) as server:
+        port = urlsplit(server.url).port
+        for host, expected in (("attacker.example", 403), (f"rebound.example:{port}", 403), (f"[::1]:{port}", 200)):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            connection.request(
+                "POST",
+                "/v1/enhance",
+                body=b'{"prompt": "a fox"}',
+                headers={"Host": host, "Content-Type": "application/json"},
+            )
+            response = connection.getresponse()
+            body = json.loads(response.read())
+            connection.close()
+            assert response.status == expected, (host, body)
+            if expected == 403:
+                assert "--api-key" in body["error"]
+        assert server.app.state.batcher.requests == 1  # the refused ones never reached the model
+        assert _call(server.url, "/v1/enhance", {"prompt": "a fox"})[0] == 200  # 127.0.0.1:PORT as clients send it

@@ -199,8 +199,11 @@ def _enhance_streaming(enhancer, prompt: str, **options) -> None:
 @config_flag(ServeLimits, "max_n")
 @config_flag(ServeLimits, "request_timeout_s", "--timeout", "request_timeout_s")
 @config_flag(ServeLimits, "max_body_bytes")
+@config_flag(ServeLimits, "max_queue")
 def serve(model, adapter, engine, base_url, dtype, host, port, api_key, **flags):
     """Serve the enhancer over HTTP: /v1/enhance, OpenAI-compatible /v1/chat/completions, /v1/models, /healthz."""
+    import socket
+
     import uvicorn
 
     from enhancer.enhance import Enhancer
@@ -208,7 +211,10 @@ def serve(model, adapter, engine, base_url, dtype, host, port, api_key, **flags)
 
     if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
         raise click.UsageError(f"--host {host} exposes the server beyond this machine: set --api-key too")
-    limits = ServeLimits(**config_overrides(flags))
+    try:
+        limits = ServeLimits(**config_overrides(flags))
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
     enhancer = Enhancer.load(
         model=model,
         adapter=adapter,
@@ -219,5 +225,11 @@ def serve(model, adapter, engine, base_url, dtype, host, port, api_key, **flags)
         log=lambda m: click.echo(f"enhancer: {m}", err=True),
     )
     app = create_app(enhancer, limits, api_key)
+    # Bound and listening before the line below, so the URL it prints (the real port, also for --port 0) answers.
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(2048)
+    port = listener.getsockname()[1]
     click.echo(f"enhancer: serving {enhancer.model_label} at http://{host}:{port} (POST /v1/enhance)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[listener])

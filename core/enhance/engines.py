@@ -4,8 +4,11 @@ the embedded model), `transformers` (batched, CPU or GPU: any Hugging Face model
 
 Every engine has one method, `generate(conversations, *, n, seed, temperature, max_new_tokens)`, returning one
 item per conversation: a `Generation` (n texts) or the exception that stopped that conversation, so one
-failure never sinks the rest of a batch. Optional: `stream(conversation, *, on_text, seed, temperature,
-max_new_tokens)` for one rewrite whose text `on_text` gets as it comes (llamacpp, transformers, openai), and
+failure never sinks the rest of a batch. `generate` also takes `should_stop`, a callable asked as the work goes
+(llamacpp and transformers: at every token; openai: before each request; vllm: never): once it returns True the
+call ends early, with partial texts or `GenerationStopped` for conversations not begun. Optional:
+`stream(conversation, *, on_text, seed, temperature, max_new_tokens)` for one rewrite whose text `on_text` gets as
+it comes (llamacpp, transformers, openai), and
 `concurrency`, how many calls may run at once (llama.cpp's slots, concurrent HTTP requests; 1 when absent).
 """
 
@@ -23,6 +26,25 @@ ENGINES = ("auto", "llamacpp", "transformers", "openai", "vllm")  # auto: llamac
 
 class EngineUnavailableError(RuntimeError):
     """The engine cannot run here (a package or a GPU is missing)."""
+
+
+class GenerationStopped(RuntimeError):
+    """`should_stop()` returned True before this conversation was generated (e.g. its client left)."""
+
+    def __init__(self):
+        super().__init__("not generated: should_stop() returned True before it began")
+
+
+def _stop_criteria(should_stop):
+    """A transformers StoppingCriteria that ends every row of `generate` once `should_stop()` is True."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class Stop(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), bool(should_stop()), dtype=torch.bool, device=input_ids.device)
+
+    return Stop()
 
 
 @dataclass
@@ -105,19 +127,28 @@ class TransformersEngine:
             return self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
         return "\n\n".join(message["content"] for message in conversation)  # base models: plain completion
 
-    def generate(self, conversations, *, n=1, seed=0, temperature=0.7, max_new_tokens=256):
+    def generate(self, conversations, *, n=1, seed=0, temperature=0.7, max_new_tokens=256, should_stop=None):
         import torch
+        from transformers import StoppingCriteriaList
 
         texts = [self.render(c) for c in conversations]
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         results: list[Generation | Exception | None] = [None] * len(texts)
+        extra = (
+            {} if should_stop is None else {"stopping_criteria": StoppingCriteriaList([_stop_criteria(should_stop)])}
+        )
         torch.manual_seed(seed)
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
-            try:
-                generated = self._generate_batch([texts[i] for i in batch], n, temperature, max_new_tokens)
-            except Exception as error:  # e.g. out of memory on one batch: the others still run
-                generated = [error] * len(batch)
+            if should_stop is not None and should_stop():  # the batches not begun are not generated
+                generated = [GenerationStopped() for _ in batch]
+            else:
+                try:
+                    generated = self._generate_batch(
+                        [texts[i] for i in batch], n, temperature, max_new_tokens, **extra
+                    )
+                except Exception as error:  # e.g. out of memory on one batch: the others still run
+                    generated = [error] * len(batch)
             for index, item in zip(batch, generated, strict=True):
                 results[index] = item
         return results
@@ -126,7 +157,7 @@ class TransformersEngine:
         """One rewrite through transformers' TextStreamer: `on_text(piece)` gets the text a word at a time as
         generate writes it (return True to stop; generate ends at the next token)."""
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
+        from transformers import StoppingCriteriaList, TextStreamer
 
         stopped = []
 
@@ -135,13 +166,9 @@ class TransformersEngine:
                 if text and not stopped and on_text(text):
                     stopped.append(True)
 
-        class Stop(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):
-                return torch.full((input_ids.shape[0],), bool(stopped), dtype=torch.bool, device=input_ids.device)
-
         torch.manual_seed(seed)
         streamer = Forward(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        extra = {"streamer": streamer, "stopping_criteria": StoppingCriteriaList([Stop()])}
+        extra = {"streamer": streamer, "stopping_criteria": StoppingCriteriaList([_stop_criteria(lambda: stopped)])}
         return self._generate_batch([self.render(conversation)], 1, temperature, max_new_tokens, **extra)[0]
 
     def _generate_batch(self, texts, n, temperature, max_new_tokens, **extra):
@@ -220,9 +247,14 @@ class OpenAIEngine:
             self.model = served[0]
         return self.model
 
-    def generate(self, conversations, *, n=1, seed=0, temperature=0.7, max_new_tokens=256):
+    def generate(self, conversations, *, n=1, seed=0, temperature=0.7, max_new_tokens=256, should_stop=None):
+        def one(conversation):
+            if should_stop is not None and should_stop():  # a request under way runs to its end; no new one starts
+                return GenerationStopped()
+            return self._one(conversation, n, seed, temperature, max_new_tokens)
+
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(lambda c: self._one(c, n, seed, temperature, max_new_tokens), conversations))
+            return list(pool.map(one, conversations))
 
     def stream(self, conversation, *, on_text, seed=0, temperature=0.0, max_new_tokens=256) -> Generation:
         """One rewrite with `stream: true`: `on_text(piece)` gets each delta (return True to stop)."""
@@ -287,7 +319,8 @@ class VLLMEngine:
         self.llm = LLM(model=model_path, enable_lora=adapter is not None, max_lora_rank=max_lora_rank, **llm_options)
         self.lora = LoRARequest("enhancer-adapter", 1, adapter) if adapter else None
 
-    def generate(self, conversations, *, n=1, seed=0, temperature=0.7, max_new_tokens=256):
+    def generate(self, conversations, *, n=1, seed=0, temperature=0.7, max_new_tokens=256, should_stop=None):
+        # should_stop is not asked: vLLM's offline generate has no hook between steps, and runs fast on a GPU anyway
         params = self._sampling_params(
             n=n, temperature=temperature, top_p=0.9, repetition_penalty=1.1, max_tokens=max_new_tokens, seed=seed
         )
@@ -384,10 +417,18 @@ class LlamaCppEngine:
         )
 
     def request(
-        self, prompt: str, *, seed: int, temperature: float, max_new_tokens: int, stream=None, reuse: bool = False
+        self,
+        prompt: str,
+        *,
+        seed: int,
+        temperature: float,
+        max_new_tokens: int,
+        stream=None,
+        reuse: bool = False,
+        should_stop=None,
     ) -> dict:
         """One completion on a slot of llama.cpp's server loop. `stream(text_piece)` gets the text as it comes (a
-        token a piece) and stops the generation by returning True.
+        token a piece) and stops the generation by returning True; so does `should_stop()`, asked at every token.
 
         The repetition penalty must count generated tokens only (as the transformers engine's does: penalising the
         prompt pushes the model off the user's own words, measured at -0.09 keep on data/eval), but llama.cpp's
@@ -403,11 +444,11 @@ class LlamaCppEngine:
         whatever ran before."""
         slot = self._free_slots.get()
         try:
-            return self._decode(prompt, slot, seed, temperature, max_new_tokens, stream, reuse)
+            return self._decode(prompt, slot, seed, temperature, max_new_tokens, stream, reuse, should_stop)
         finally:
             self._free_slots.put(slot)
 
-    def _decode(self, prompt, slot, seed, temperature, max_new_tokens, stream, reuse) -> dict:
+    def _decode(self, prompt, slot, seed, temperature, max_new_tokens, stream, reuse, should_stop) -> dict:
         ids: list[int] = []  # generated so far; the next request's prompt is the text plus these tokens
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character may span two tokens
         pieces: list[str] = []
@@ -425,6 +466,8 @@ class LlamaCppEngine:
                         pieces.append(piece)
                         if stream is not None and stream(piece):
                             state["stop"] = True
+                    if should_stop is not None and should_stop():
+                        state["stop"] = True  # checked at every token, so a stop costs at most one more
                 if choice.get("finish_reason"):
                     state["finish"] = choice["finish_reason"]
             return state["stop"]  # True ends the request in llama.cpp: its slot is free for the next one
@@ -469,7 +512,7 @@ class LlamaCppEngine:
         )
         return Generation([reply["text"]], [reply["truncated"]])
 
-    def generate(self, conversations, *, n=1, seed=0, temperature=0.7, max_new_tokens=256):
+    def generate(self, conversations, *, n=1, seed=0, temperature=0.7, max_new_tokens=256, should_stop=None):
         jobs = [(c, i) for c in range(len(conversations)) for i in range(n)]
         prompts = []
         for conversation in conversations:
@@ -482,6 +525,8 @@ class LlamaCppEngine:
             conversation, i = job
             if isinstance(prompts[conversation], Exception):
                 return prompts[conversation]
+            if should_stop is not None and should_stop():  # waiting for a slot when the stop came
+                return GenerationStopped()
             try:
                 return self.request(
                     prompts[conversation],
@@ -489,6 +534,7 @@ class LlamaCppEngine:
                     temperature=temperature,
                     max_new_tokens=max_new_tokens,
                     reuse=len(jobs) > 1,  # decoded side by side anyway: batch composition already moves the bits
+                    should_stop=should_stop,
                 )
             except Exception as error:
                 return error

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from enhancer import logs
 from enhancer.contracts import Enhancement
@@ -44,6 +44,9 @@ from enhancer.prompts import (
 # Temperature when none is given: one rewrite decodes greedily (on data/eval it keeps more of the user's words
 # than sampling: docs/evaluation.md); several (n > 1, candidates > 1) sample, or they would all be the same.
 SAMPLING_TEMPERATURE = 0.7
+
+# The rows of a call that `should_stop` ended: what `enhancer serve` passes turns True when every client has left.
+STOPPED = "stopped before the end: should_stop() returned True (the client left; no one waits for this rewrite)"
 
 
 def auto_temperature(temperature: float | None, samples: int) -> float:
@@ -176,9 +179,14 @@ class Enhancer:
         negative: bool = False,
         temperature: float | None = None,
         max_new_tokens: int | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> Enhancement | list[Enhancement]:
         """Enhance one prompt (returns an Enhancement; bad input raises ValueError) or a list (returns a list;
-        a bad item becomes a status "error" row and the others go on)."""
+        a bad item becomes a status "error" row and the others go on).
+
+        `should_stop`, when given, is asked as the engine works (llamacpp, transformers: at every token; openai:
+        before each request): once it returns True the call ends early and its rows come back status "error" with
+        the message `STOPPED` (no ranking, no negatives). Without it nothing changes."""
         profile = get_profile(target)
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
@@ -210,15 +218,24 @@ class Enhancer:
             seed=seed,
             temperature=temperature,
             max_new_tokens=max_new_tokens,
+            **({} if should_stop is None else {"should_stop": should_stop}),  # engines without it keep working
         )
+
+        def stopped() -> bool:
+            return should_stop is not None and bool(should_stop())
+
         for (index, text), generation in zip(valid, generations, strict=True):
             results[index] = self._to_enhancement(text, generation, profile, common)
-            if self.ranker is not None and results[index].status == "ok":
+            if self.ranker is not None and results[index].status == "ok" and not stopped():
                 ranked = self.ranker.rank(text, results[index].variants, target)
                 results[index].enhanced, results[index].variants = ranked[0], ranked[:n]
 
-        if negative:
-            self._add_negatives([r for r in results if r is not None and r.status != "error"], seed, temperature)
+        if negative and not stopped():
+            rows = [r for r in results if r is not None and r.status != "error"]
+            self._add_negatives(rows, seed, temperature, should_stop)
+        if stopped():  # partial texts, or none: no one gets them
+            for index, text in valid:
+                results[index] = Enhancement(prompt=text, enhanced="", status="error", message=STOPPED, **common)
 
         share = (time.perf_counter() - started) / max(len(valid), 1)
         served = getattr(self.engine, "model", None)  # the openai engine learns the served name on first use
@@ -238,9 +255,12 @@ class Enhancer:
         negative: bool = False,
         temperature: float | None = None,
         max_new_tokens: int | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> Enhancement:
         """One rewrite of one prompt, shown as it is written: `on_text(piece)` gets cleaned text as it comes (only
-        text the final cleanup keeps: prompts.StreamCleaner) and may return True to stop (a client that left).
+        text the final cleanup keeps: prompts.StreamCleaner) and may return True to stop (a client that left);
+        `should_stop()` is asked at every piece the engine writes, shown or held back (a reply in quotes is held
+        until its closing quote), and stops it the same way.
         Returns the same Enhancement as `enhance(prompt, ...)` with the same seed; when the final cleanup changed
         text already shown (rare), `on_text` got less than `.enhanced` and the caller should show `.enhanced`.
         Engines without streaming (vllm) give the whole text at the end."""
@@ -255,7 +275,7 @@ class Enhancer:
 
         def forward(piece: str):
             shown = cleaner.feed(piece)
-            if shown and on_text(shown):
+            if (shown and on_text(shown)) or (should_stop is not None and should_stop()):
                 stopped.append(True)
             return bool(stopped)
 
@@ -284,13 +304,14 @@ class Enhancer:
             result.model = served
         return result
 
-    def _add_negatives(self, rows: list[Enhancement], seed: int, temperature: float) -> None:
+    def _add_negatives(self, rows: list[Enhancement], seed: int, temperature: float, should_stop=None) -> None:
         negatives = self.engine.generate(
             [build_negative_messages(r.enhanced) for r in rows],
             n=1,
             seed=seed,
             temperature=temperature,
             max_new_tokens=64,
+            **({} if should_stop is None else {"should_stop": should_stop}),
         )
         for row, generation in zip(rows, negatives, strict=True):
             if isinstance(generation, Generation) and generation.texts:

@@ -4,17 +4,26 @@
     POST /v1/chat/completions   OpenAI-compatible: the last user message is the simple prompt; `stream: true`
                                 sends server-sent events (chat.completion.chunk) as the rewrite is written
     GET  /v1/models             the served model, OpenAI-style
-    GET  /healthz               liveness (never needs the key)
+    GET  /healthz               liveness and the queue: its load, max_queue, clients that hung up (never needs the key)
     GET  /                      the web page: enhance, compare variants side by side, edit, copy
 
 Requests that arrive within a short window (`batch_window_ms`) and ask for the same target, n, seed,
 temperature and negative are answered by one batched generate call, so throughput grows with load. Engines that
 decode several requests at once (llama.cpp's slots, a remote endpoint) take that many calls together; the
-transformers engine runs one batch at a time, in a worker thread. A streamed request whose client hangs up stops
-its generation at the next token. With an API key every route but /healthz needs
-`Authorization: Bearer KEY`. Bodies over `max_body_bytes` get 413, malformed JSON and invalid fields 422 with
-what is wrong, a request that waits longer than `request_timeout_s` 504; the server keeps serving. No route
-reads or writes a path the client names.
+transformers engine runs one batch at a time, in a worker thread.
+
+The queue is bounded: at most `max_queue` rewrites wait or run at once, a request for n variants counting n (streamed
+ones too); one that does not fit gets 429 with `Retry-After` (an estimate from recent model calls, 1 to 60 s) and
+says which flag raises the limit. A client that hangs up costs nothing more: a request still queued is dropped
+before it reaches the model, a model call whose clients have all left stops at the next token (`should_stop`,
+threaded to the engines), and a streamed request stops at the next token. /healthz shows the queue.
+
+With an API key every route but /healthz needs `Authorization: Bearer KEY`; without one, only loopback Host names
+are answered (403 otherwise). Bodies over `max_body_bytes` get 413,
+malformed JSON and invalid fields 422 with what is wrong, `n` over `max_n` 422, a full queue 429, a request that
+waits longer than `request_timeout_s` 504; the server keeps serving. No route reads or writes a path the client names.
+
+    .venv/bin/enhancer serve --port 8000 --max-queue 64       # CPU or GPU alike; --help lists every limit
 """
 
 from __future__ import annotations
@@ -22,7 +31,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import inspect
 import json
+import math
 import threading
 import time
 import uuid
@@ -31,8 +42,10 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
+from starlette.requests import Request  # here, not in create_app: FastAPI resolves route annotations in this module
 
 from enhancer.prompts import PROFILES, check_prompt
+from enhancer.serve.http import LoopbackHostsOnly
 from enhancer.serve.limits import ServeLimits
 
 SEED = Field(None, ge=0, le=2**32 - 1)  # what every engine's sampler takes; 2**64 was a 500 before
@@ -69,22 +82,51 @@ OPEN_PATHS = ("/", "/healthz")  # the page (static, no data) and liveness need n
 class _Job:
     prompt: str
     key: tuple
-    future: asyncio.Future
+    future: asyncio.Future  # cancelled when its client leaves or times out: the batcher then skips the job
+    units: int = 1  # rewrites it asks for (its n): what it counts against max_queue
     queued: float = field(default_factory=time.perf_counter)
+    started: bool = False  # handed to a model call: its units stay counted until that call ends
+
+
+def _takes_keyword(function, name: str) -> bool:
+    """Whether `function` accepts the keyword `name` (a stand-in enhancer may not take `should_stop`)."""
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+async def _until_client_leaves(request) -> None:
+    """Returns once the client has closed its connection. The route has read the whole body, so the next ASGI
+    message is the disconnect, which uvicorn sends as soon as the socket closes (no polling)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 class Batcher:
     """Collects requests for `window` seconds (or `max_batch` of them) and runs each group of compatible ones
-    (same target, n, seed, temperature, negative) as one `enhancer.enhance(list)` call in a worker thread."""
+    (same target, n, seed, temperature, negative) as one `enhancer.enhance(list)` call in a worker thread.
 
-    def __init__(self, enhancer, window_s: float, max_batch: int):
+    It also keeps the queue's count (`load`: rewrites admitted and not finished, against `max_queue`), drops jobs
+    whose client left before the model saw them, and stops a call at the next token once all its clients have left
+    (through `enhance(..., should_stop=...)` where the enhancer takes it)."""
+
+    def __init__(self, enhancer, window_s: float, max_batch: int, max_queue: int = 64):
         self.enhancer = enhancer
         self.window_s = window_s
         self.max_batch = max_batch
+        self.max_queue = max_queue
         self.queue: asyncio.Queue[_Job] | None = None
         self.task: asyncio.Task | None = None
         self.batches = 0  # generate calls made, for tests and /healthz
         self.requests = 0
+        self.load = 0  # rewrites (a request's n) admitted and not finished: waiting, or in a model call
+        self.hung_up = 0  # requests whose client closed the connection before the answer
+        self.dropped = 0  # requests whose client left (or timed out) before the model saw them
+        self.stopped = 0  # model calls ended early because every client in them had left
+        self.seconds_per_unit: float | None = None  # model seconds per rewrite lately, for Retry-After
+        self.takes_stop = _takes_keyword(enhancer.enhance, "should_stop")
         # How many model calls may run at once: llama.cpp decodes its slots together, so several calls (and
         # streamed requests) overlap there; the transformers engine takes one batch at a time.
         self.concurrency = max(1, int(getattr(getattr(enhancer, "engine", None), "concurrency", 1)))
@@ -100,10 +142,44 @@ class Batcher:
         if self.task:
             self.task.cancel()
 
-    async def submit(self, prompt: str, key: tuple):
-        job = _Job(prompt, key, asyncio.get_running_loop().create_future())
-        await self.queue.put(job)
-        return await job.future
+    def admit(self, units: int) -> int | None:
+        """Counts a request's `units` (its n) in and returns None; when they do not fit under `max_queue`, counts
+        nothing and returns the seconds to suggest in Retry-After. Whoever admitted calls `release` (a job given to
+        `submit` is released by the batcher)."""
+        if self.load + units <= self.max_queue:
+            self.load += units
+            return None
+        return self.retry_after(units)
+
+    def release(self, units: int) -> None:
+        self.load -= units
+
+    def retry_after(self, units: int) -> int:
+        """Seconds until `units` would fit, at the pace of recent model calls: the rewrites that must finish first,
+        times the measured seconds per rewrite, spread over the calls that run at once. 1 before any call has
+        finished; at most 60, which OpenAI SDKs honour (newer ones give up past 120 s, older ones ignore past 60)."""
+        if self.seconds_per_unit is None:
+            return 1
+        waiting_for = self.load + units - self.max_queue
+        return min(60, max(1, math.ceil(waiting_for * self.seconds_per_unit / self.concurrency)))
+
+    def measured(self, seconds: float, units: int) -> None:
+        """A finished model call: `seconds` for `units` rewrites (a moving average, so one odd call weighs little)."""
+        rate = seconds / max(units, 1)
+        self.seconds_per_unit = rate if self.seconds_per_unit is None else 0.7 * self.seconds_per_unit + 0.3 * rate
+
+    def submit(self, prompt: str, key: tuple, units: int = 1) -> _Job:
+        """Queues a prompt whose `units` `admit` counted; `job.future` gets (row, queue_s, generate_s, batch size).
+        Cancel the future when its client leaves: a job not yet in a model call is dropped and its units freed."""
+        job = _Job(prompt, key, asyncio.get_running_loop().create_future(), units)
+        job.future.add_done_callback(lambda _: self._cancelled_before_start(job))
+        self.queue.put_nowait(job)
+        return job
+
+    def _cancelled_before_start(self, job: _Job) -> None:
+        if job.future.cancelled() and not job.started:
+            self.dropped += 1
+            self.release(job.units)
 
     async def _run(self) -> None:
         while True:
@@ -123,6 +199,12 @@ class Batcher:
                     groups.setdefault(job.key, []).append(job)
             for key, group in groups.items():
                 await self.gate.acquire()  # waits while `concurrency` calls run
+                group = [job for job in group if not job.future.done()]  # clients that left during that wait
+                if not group:
+                    self.gate.release()
+                    continue
+                for job in group:
+                    job.started = True
                 task = asyncio.get_running_loop().create_task(self._generate(key, group))
                 self.running.add(task)
                 task.add_done_callback(self.running.discard)
@@ -136,6 +218,15 @@ class Batcher:
     async def _generate_group(self, key: tuple, group: list[_Job]) -> None:
         target, n, seed, temperature, negative = key
         started = time.perf_counter()
+        everyone_left = threading.Event()  # read by the engine's thread at every token
+
+        def left(_future) -> None:
+            if all(job.future.cancelled() for job in group):
+                everyone_left.set()
+
+        for job in group:
+            job.future.add_done_callback(left)
+        stop = {"should_stop": everyone_left.is_set} if self.takes_stop else {}
         try:
             rows = await asyncio.to_thread(
                 self.enhancer.enhance,
@@ -145,15 +236,22 @@ class Batcher:
                 seed=seed,
                 temperature=temperature,
                 negative=negative,
+                **stop,
             )
         except Exception as error:  # the whole call failed: every request in it says why
             for job in group:
                 if not job.future.done():
                     job.future.set_exception(error)
             return
+        finally:
+            self.release(sum(job.units for job in group))
+        if everyone_left.is_set():  # stopped early (its rows say so) and no one to answer
+            self.stopped += 1
+            return
         self.batches += 1
         self.requests += len(group)
         generate_s = time.perf_counter() - started
+        self.measured(generate_s, sum(job.units for job in group))
         for job, row in zip(group, rows, strict=True):
             if not job.future.done():
                 job.future.set_result((row, started - job.queued, generate_s, len(group)))
@@ -189,13 +287,14 @@ class BodyLimit:
 
 def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None = None):
     """The FastAPI app around an `Enhancer` (anything with `.enhance(list, ...)` and `.model_label`)."""
-    from fastapi import FastAPI, HTTPException, Request
+    from fastapi import FastAPI, HTTPException
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     limits = limits or ServeLimits()
-    batcher = Batcher(enhancer, limits.batch_window_ms / 1000, limits.max_batch)
+    batcher = Batcher(enhancer, limits.batch_window_ms / 1000, limits.max_batch, limits.max_queue)
+    stream_takes_stop = _takes_keyword(getattr(enhancer, "enhance_stream", None), "should_stop")
     model_label = getattr(enhancer, "model_label", "enhancer")
 
     @contextlib.asynccontextmanager
@@ -206,6 +305,8 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
 
     app = FastAPI(title="enhancer", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    if not api_key:  # a page that rebinds its DNS name to 127.0.0.1 gets 403, not the model (docs/security.md)
+        app.add_middleware(LoopbackHostsOnly)
     app.state.batcher = batcher
 
     @app.middleware("http")
@@ -242,15 +343,39 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
         except ValueError as error:
             raise HTTPException(422, str(error)) from error
 
-    async def enhance_one(prompt: str, target: str, n: int, seed, temperature, negative: bool):
-        prompt = checked(prompt, target, n)
-        started = time.perf_counter()
-        try:
-            row, queue_s, generate_s, batch = await asyncio.wait_for(
-                batcher.submit(prompt, (target, n, seed, temperature, negative)), limits.request_timeout_s
+    def admitted(units: int) -> None:
+        """Counts a request's rewrites into the queue, or answers 429 when they do not fit."""
+        retry_after = batcher.admit(units)
+        if retry_after is not None:
+            raise HTTPException(
+                429,
+                f"the queue is full: {batcher.load} of max_queue {batcher.max_queue} rewrites are waiting or being "
+                f"generated and this request asks for {units} (a request counts its n); retry after {retry_after} s, "
+                "or start the server with a larger --max-queue",
+                headers={"Retry-After": str(retry_after)},
             )
-        except TimeoutError as error:
-            raise HTTPException(504, f"no answer within {limits.request_timeout_s} s; try again later") from error
+
+    async def enhance_one(request: Request, prompt: str, target: str, n: int, seed, temperature, negative: bool):
+        prompt = checked(prompt, target, n)
+        admitted(n)
+        started = time.perf_counter()
+        job = batcher.submit(prompt, (target, n, seed, temperature, negative), units=n)
+        client_left = asyncio.get_running_loop().create_task(_until_client_leaves(request))
+        try:
+            done, _ = await asyncio.wait(
+                {job.future, client_left}, timeout=limits.request_timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            client_left.cancel()
+            if not job.future.done():
+                job.future.cancel()  # dropped if still queued; its model call stops once all in it have left
+        if job.future.cancelled():
+            if client_left in done:  # 499 as nginx logs it; no one reads the answer
+                batcher.hung_up += 1
+                raise HTTPException(499, "the client closed the connection before the answer")
+            raise HTTPException(504, f"no answer within {limits.request_timeout_s} s; try again later")
+        try:
+            row, queue_s, generate_s, batch = job.future.result()
         except Exception as error:  # the model call failed for the whole batch
             raise HTTPException(500, f"enhancing failed: {type(error).__name__}: {error}") from error
         timings = {
@@ -263,7 +388,7 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
 
     @app.exception_handler(StarletteHTTPException)  # FastAPI's HTTPException and BodyLimit's
     async def http_error(request: Request, error: StarletteHTTPException):
-        return JSONResponse({"error": error.detail}, status_code=error.status_code)
+        return JSONResponse({"error": error.detail}, status_code=error.status_code, headers=error.headers)
 
     page = (Path(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
     page = page.replace("__TARGETS__", json.dumps(list(PROFILES)))
@@ -274,19 +399,31 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
 
     @app.get("/healthz")
     async def healthz():
-        return {"status": "ok", "model": model_label, "batches": batcher.batches, "requests": batcher.requests}
+        return {
+            "status": "ok",
+            "model": model_label,
+            "batches": batcher.batches,
+            "requests": batcher.requests,
+            "queue": batcher.load,  # rewrites waiting or being generated
+            "max_queue": batcher.max_queue,
+            "hung_up": batcher.hung_up,  # requests whose client closed the connection before the answer
+            "dropped": batcher.dropped,  # requests whose client left before the model saw them
+            "stopped": batcher.stopped,  # model calls stopped because all their clients had left
+        }
 
     @app.get("/v1/models")
     async def models():
         return {"object": "list", "data": [{"id": model_label, "object": "model", "owned_by": "enhancer"}]}
 
     @app.post("/v1/enhance")
-    async def enhance(body: EnhanceRequest):
-        row, timings = await enhance_one(body.prompt, body.target, body.n, body.seed, body.temperature, body.negative)
+    async def enhance(body: EnhanceRequest, request: Request):
+        row, timings = await enhance_one(
+            request, body.prompt, body.target, body.n, body.seed, body.temperature, body.negative
+        )
         return {**row.to_dict(), "variants": row.variants or [row.enhanced], "timings": timings}
 
     @app.post("/v1/chat/completions")
-    async def chat(body: ChatRequest):
+    async def chat(body: ChatRequest, request: Request):
         users = [m for m in body.messages if m.role == "user"]
         if not users:
             raise HTTPException(422, "messages: no user message; the last user message is the prompt to enhance")
@@ -294,8 +431,10 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
         if isinstance(content, list):  # OpenAI content parts: the text ones
             content = " ".join(str(part.get("text", "")) for part in content if part.get("type") == "text")
         if body.stream:
-            return stream_chat(checked(content, body.target, body.n), body)
-        row, timings = await enhance_one(content, body.target, body.n, body.seed, body.temperature, False)
+            prompt = checked(content, body.target, body.n)
+            admitted(body.n)
+            return stream_chat(prompt, body, request)
+        row, timings = await enhance_one(request, content, body.target, body.n, body.seed, body.temperature, False)
         variants = row.variants or [row.enhanced]
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
@@ -318,9 +457,13 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
             "enhancer": {"status": row.status, "message": row.message, "seed": row.seed, "timings": timings},
         }
 
-    def stream_chat(prompt: str, body: ChatRequest):
+    def stream_chat(prompt: str, body: ChatRequest, request: Request):
         """OpenAI's streaming format: a role chunk, content deltas as the rewrite is written, a last chunk with the
-        finish_reason (and enhancer's row), then `data: [DONE]`. Several variants (n > 1) are each sent whole."""
+        finish_reason (and enhancer's row), then `data: [DONE]`. Several variants (n > 1) are each sent whole.
+
+        Its n rewrites are already admitted to the queue. The work starts here, not when the response body is first
+        read, so that it is released whatever becomes of the response; a client that leaves (seen by a watcher, or
+        by the response failing to send) drops it before the model, or stops the engine at its next token."""
         from fastapi.responses import StreamingResponse
 
         loop = asyncio.get_running_loop()
@@ -333,15 +476,33 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
             "model": model_label,
         }
         streams = body.n == 1 and hasattr(enhancer, "enhance_stream")
+        # n > 1, or an enhancer that does not stream: a batched job (which frees its own units when it ends)
+        job = (
+            None
+            if streams
+            else batcher.submit(prompt, (body.target, body.n, body.seed, body.temperature, False), body.n)
+        )
+        in_model = False
+        held = [] if job else [body.n]  # a stream's admitted units, until its model call ends or it is dropped
+
+        def release() -> None:
+            if held:
+                batcher.release(held.pop())
 
         def on_text(piece: str) -> bool:
             loop.call_soon_threadsafe(queue.put_nowait, ("text", piece))
             return left.is_set()
 
         async def produce():
+            nonlocal in_model
             try:
                 if streams:
-                    async with batcher.gate:
+                    async with batcher.gate:  # as a batched call: at most `concurrency` model calls at once
+                        if left.is_set():  # the client left while it waited
+                            return
+                        in_model = True
+                        started = time.perf_counter()
+                        stop = {"should_stop": left.is_set} if stream_takes_stop else {}
                         row = await asyncio.to_thread(
                             enhancer.enhance_stream,
                             prompt,
@@ -349,20 +510,38 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
                             target=body.target,
                             seed=body.seed,
                             temperature=body.temperature,
+                            **stop,
                         )
+                        if not left.is_set():
+                            batcher.measured(time.perf_counter() - started, 1)
                 else:
-                    row, *_ = await batcher.submit(prompt, (body.target, body.n, body.seed, body.temperature, False))
+                    row, *_ = await job.future
                 queue.put_nowait(("done", row))
             except Exception as error:  # the model call failed
                 queue.put_nowait(("error", error))
+
+        def leave() -> None:
+            if not left.is_set():
+                batcher.hung_up += 1
+            left.set()
+            if job is not None:
+                job.future.cancel()  # dropped if still queued; no-op once answered
+            elif not in_model and held:  # it will not reach the model: free its place in the queue now
+                batcher.dropped += 1
+                release()
+
+        task = loop.create_task(produce())
+        batcher.running.add(task)
+        task.add_done_callback(batcher.running.discard)
+        if job is None:
+            task.add_done_callback(lambda _: release())
+        client_left = loop.create_task(_until_client_leaves(request))
+        client_left.add_done_callback(lambda watcher: None if watcher.cancelled() else leave())
 
         def event(choices: list[dict], **extra) -> str:
             return f"data: {json.dumps({**identity, 'choices': choices, **extra}, ensure_ascii=False)}\n\n"
 
         async def events():
-            task = loop.create_task(produce())
-            batcher.running.add(task)
-            task.add_done_callback(batcher.running.discard)
             shown = []
             try:
                 yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
@@ -391,8 +570,10 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
                     )
                     yield "data: [DONE]\n\n"
                     break
-            finally:
-                left.set()  # also when the client hung up mid-stream; the task ends at the engine's next token
+            finally:  # also when the client hung up mid-stream: the engine stops at its next token
+                client_left.cancel()
+                if not task.done():
+                    leave()
 
         return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 

@@ -17,9 +17,25 @@ class ServeLimits:
         default=20.0, metadata={"help": "How long the first request of a batch waits for others to join it."}
     )
     max_batch: int = field(default=32, metadata={"help": "Prompts per generate call."})
+    # 64: two full batches at the default max_batch, or eight requests at the default max_n (issue 20's four n=8
+    # requests fit, and a live one behind them no longer waits for clients that left)
+    max_queue: int = field(
+        default=64,
+        metadata={
+            "help": "Most rewrites waiting or being generated at once (a request for n variants counts n, streamed "
+            "ones too); past it requests get 429 with Retry-After."
+        },
+    )
 
     def __post_init__(self):
-        if min(self.max_body_bytes, self.max_n, self.max_batch) < 1 or self.request_timeout_s < 1:
-            raise ValueError("serve: max_body_bytes, max_n and max_batch must be >= 1 and request_timeout_s >= 1")
+        if min(self.max_body_bytes, self.max_n, self.max_batch, self.max_queue) < 1 or self.request_timeout_s < 1:
+            raise ValueError(
+                "serve: max_body_bytes, max_n, max_batch and max_queue must be >= 1 and request_timeout_s >= 1"
+            )
+        if self.max_queue < self.max_n:
+            raise ValueError(
+                f"serve: max_queue ({self.max_queue}) is below max_n ({self.max_n}), so a request for max_n variants "
+                "could never be queued: raise --max-queue or lower --max-n"
+            )
         if self.batch_window_ms < 0:
             raise ValueError(f"serve: batch_window_ms must be >= 0, got {self.batch_window_ms}")
