@@ -135,3 +135,4 @@ def test_a_killed_export_leaves_no_file_and_the_rerun_writes_it(tmp_path, cli_en
     again = subprocess.run(command, env=cli_env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert out.stat().st_size > 100_000_000 and (tmp_path / "enh.gguf.enhancer.json").is_file()
+    assert not list(tmp_path.glob("*.partial"))  # the killed export's leftover went with the rerun

@@ -51,6 +51,21 @@ def _permute(weights, n_head: int):
     )
 
 
+def _remove_dead_partials(out: Path) -> None:
+    """Delete what killed exports to `out` left (`.NAME.PID.partial` of a process that is gone); an export still
+    running elsewhere keeps its file."""
+    for leftover in out.parent.glob(f".{out.name}.*.partial"):
+        pid = leftover.name[len(out.name) + 2 : -len(".partial")]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            leftover.unlink(missing_ok=True)
+        except PermissionError:  # alive, another user's
+            pass
+
+
 def export_gguf(
     out: str | Path,
     model: str = "embedded",
@@ -108,6 +123,7 @@ def export_gguf(
     }[quant]
 
     # Written under a temporary name and renamed when whole: a killed export leaves no truncated file at `out`.
+    _remove_dead_partials(out)
     partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
     writer = gguf.GGUFWriter(str(partial), arch)
     label = Path(resolved.path).name + (f"+{Path(resolved.adapter).name}" if resolved.adapter else "")
