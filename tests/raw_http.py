@@ -109,3 +109,12 @@ def post_json(port: int, path: str, payload, *, key: str | None = None, extra: s
 def get(port: int, path: str, *, key: str | None = None):
     auth = f"Authorization: Bearer {key}\r\n" if key else ""
     return request(port, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Connection: close".encode())
+
+
+def status_for_host(port: int, method: str, path: str, host: str, body: bytes = b"") -> tuple[int, dict]:
+    """A request with the Host header a rebinding web page would send: (status, JSON answer)."""
+    head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close"
+    if method == "POST":
+        head += f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+    status, _, answer = request(port, head.encode(), body)
+    return status, answer

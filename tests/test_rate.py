@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
+from raw_http import status_for_host
 
 from enhancer.eval.rate import PAIR_ID, RatingStore, bradley_terry, load_rating_pairs, next_pair, pair_id, scores
 
@@ -416,12 +417,8 @@ def test_without_a_key_only_loopback_host_names_are_answered(results, tmp_path):
     with _serving(create_rating_app(pairs, RatingStore(tmp_path / "r.sqlite"))) as url:
         port = urlsplit(url).port
         for host, expected in (("attacker.example", 403), (f"attacker.example:{port}", 403), ("localhost", 200)):
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            connection.request("GET", "/api/next?rater=ana", headers={"Host": host})
-            response = connection.getresponse()
-            body = json.loads(response.read())
-            connection.close()
-            assert response.status == expected, (host, body)
+            status, body = status_for_host(port, "GET", "/api/next?rater=ana", host)
+            assert status == expected, (host, body)
             if expected == 403:
                 assert "--api-key" in body["error"]
         assert call(f"{url}/api/next?rater=ana")[0] == 200  # 127.0.0.1:PORT, as every local client sends it

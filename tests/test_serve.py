@@ -114,23 +114,15 @@ def test_guards_answer_clearly_and_the_server_keeps_serving(tiny_enhancer):
 
 
 def test_without_a_key_only_loopback_host_names_are_answered(tiny_enhancer):
-    import http.client
     from urllib.parse import urlsplit
+
+    from raw_http import status_for_host
 
     with Server(tiny_enhancer) as server:
         port = urlsplit(server.url).port
         for host, expected in (("attacker.example", 403), (f"rebound.example:{port}", 403), (f"[::1]:{port}", 200)):
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            connection.request(
-                "POST",
-                "/v1/enhance",
-                body=b'{"prompt": "a fox"}',
-                headers={"Host": host, "Content-Type": "application/json"},
-            )
-            response = connection.getresponse()
-            body = json.loads(response.read())
-            connection.close()
-            assert response.status == expected, (host, body)
+            status, body = status_for_host(port, "POST", "/v1/enhance", host, b'{"prompt": "a fox"}')
+            assert status == expected, (host, body)
             if expected == 403:
                 assert "--api-key" in body["error"]
         assert server.app.state.batcher.requests == 1  # the refused ones never reached the model
