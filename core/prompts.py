@@ -10,7 +10,7 @@ Training (stage 1 SFT) and inference both build their model inputs here, so the 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 MAX_PROMPT_CHARS = 2000  # longer inputs are rejected: they are documents, not prompts, and would crowd the context
 MAX_PROMPT_WORDS = 300
@@ -153,7 +153,49 @@ def check_prompt(prompt: object) -> str:
     return text
 
 
-def user_message(simple: str, profile: TargetProfile) -> str:
+# Modes change the length budget (which the cleanup enforces, so they hold even where a small model drifts) and add
+# one sentence of advice. `cinematic` is the trained behaviour; `detailed` is the long "master" style of other
+# enhancers; `concise` suits models with short text encoders or users who want a starting point to edit.
+MODES: dict[str, tuple[float, str]] = {
+    "cinematic": (1.0, ""),
+    "concise": (0.5, "Keep it short: the subject, the action, one camera move and the light."),
+    "detailed": (1.5, "Be thorough: every shot detail, texture, light source and movement."),
+}
+MAX_INSTRUCTIONS_CHARS = 500  # a sentence or two of direction; longer text is a second prompt, not an instruction
+
+
+def apply_mode(profile: TargetProfile, mode: str | None) -> TargetProfile:
+    """The profile with the mode's budget; the encoder's token limit (max_tokens) still caps it."""
+    if mode is None or mode == "cinematic":
+        return profile
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; valid modes: {', '.join(MODES)}")
+    scale, advice = MODES[mode]
+    return replace(
+        profile,
+        min_words=max(12, round(profile.min_words * scale)),
+        max_words=max(20, round(profile.max_words * scale)),
+        advice=f"{profile.advice} {advice}".strip(),
+    )
+
+
+def check_instructions(instructions: object) -> str | None:
+    """The caller's instructions, stripped, or None; a ValueError saying what is wrong otherwise."""
+    if instructions is None:
+        return None
+    if not isinstance(instructions, str):
+        raise ValueError(f"instructions must be a string, got {type(instructions).__name__}")
+    text = " ".join(instructions.split())
+    if len(text) > MAX_INSTRUCTIONS_CHARS:
+        raise ValueError(
+            f"instructions too long ({len(text)} characters; the limit is {MAX_INSTRUCTIONS_CHARS}): "
+            "give a sentence or two of direction, e.g. 'night scene, handheld camera'"
+        )
+    return text or None
+
+
+def user_message(simple: str, profile: TargetProfile, instructions: str | None = None) -> str:
+    """The user turn: advice, format, the caller's instructions, then the idea."""
     if profile.form == "structured":
         shape = (
             "Format: one line per section, in this order: "
@@ -162,7 +204,8 @@ def user_message(simple: str, profile: TargetProfile) -> str:
         )
     else:
         shape = f"Format: one paragraph of {profile.min_words}-{profile.budget_words()} words."
-    return f"{profile.advice} {shape}\nIdea: {simple}"
+    direction = f" Also: {instructions}" if instructions else ""
+    return f"{profile.advice} {shape}{direction}\nIdea: {simple}"
 
 
 PROMPT_FORMATS = ("chat", "compact", "original", "baseline")
@@ -177,12 +220,24 @@ BASELINE_SYSTEM = (
 )
 
 
-def build_messages(simple: str, target: str = "generic", prompt_format: str = "chat") -> list[dict[str, str]]:
+def build_messages(
+    simple: str,
+    target: str = "generic",
+    prompt_format: str = "chat",
+    *,
+    mode: str | None = None,
+    instructions: str | None = None,
+    context: str = "",
+) -> list[dict[str, str]]:
     """The conversation that asks a model to enhance `simple` for `target`.
 
+    `mode` (MODES), `instructions` (the caller's direction) and `context` (lines about the idea: the image it
+    starts from, the language to write in) go into the user turn; without them it is exactly what training used.
     `prompt_format="original"` gives the research project's plain completion text ("Input: ...\nOutput:") as a
     single message with role "completion", which engines send as raw text, for checkpoints trained on it."""
-    profile = get_profile(target)
+    profile = apply_mode(get_profile(target), mode)
+    if context:  # part of the idea, so every prompt format carries it
+        simple = f"{simple}\n{context}"
     if prompt_format == "original":
         return [{"role": "completion", "content": ORIGINAL_FORMAT.format(simple=simple)}]
     if prompt_format == "baseline":
@@ -191,7 +246,7 @@ def build_messages(simple: str, target: str = "generic", prompt_format: str = "c
         raise ValueError(f"unknown prompt format {prompt_format!r}; valid formats: {', '.join(PROMPT_FORMATS)}")
     return [
         {"role": "system", "content": SYSTEM_INSTRUCTION if prompt_format == "chat" else COMPACT_SYSTEM},
-        {"role": "user", "content": user_message(simple, profile)},
+        {"role": "user", "content": user_message(simple, profile, check_instructions(instructions))},
     ]
 
 

@@ -10,7 +10,7 @@ import click
 
 from enhancer.cli.app import config_flag, config_overrides, main
 from enhancer.enhance.engines import ENGINES
-from enhancer.prompts import PROFILES
+from enhancer.prompts import MODES, PROFILES
 from enhancer.serve.limits import ServeLimits
 
 engine_option = click.option(
@@ -81,6 +81,22 @@ engine_option = click.option(
     show_default=True,
     help="Prompts per generate call (transformers engine).",
 )
+@click.option(
+    "--lang", default="en", show_default=True, help="Language to write the prompt in (ISO 639-1: en, zh, de...)."
+)
+@click.option("--mode", type=click.Choice(list(MODES)), help="concise, cinematic (the default style) or detailed.")
+@click.option("--instructions", help="Your direction for the rewrite, a sentence or two (e.g. 'night, handheld').")
+@click.option(
+    "--passthrough-words",
+    type=click.IntRange(0, 10_000),
+    help="Return ideas at least this long unchanged (default: the target's word budget; 0: never).",
+)
+@click.option(
+    "--translator",
+    help="Translates ideas in other languages (and --lang output): an OpenAI-compatible URL or a local model folder.",
+)
+@click.option("--image", help="The image the video starts from: a path or URL (needs --vlm).")
+@click.option("--vlm", help="Describes --image: an OpenAI-compatible vision endpoint URL or a local VLM folder.")
 def enhance(
     prompt,
     input_path,
@@ -102,6 +118,13 @@ def enhance(
     dtype,
     prompt_format,
     batch_size,
+    lang,
+    mode,
+    instructions,
+    passthrough_words,
+    translator,
+    image,
+    vlm,
 ):
     """Enhance PROMPT, or every prompt in --input."""
     from enhancer.enhance import Enhancer
@@ -135,13 +158,19 @@ def enhance(
         candidates=candidates,
         dtype=dtype,
         slots=max(n, candidates) if prompt is not None else 8,  # one rewrite: one slot, a faster load
+        translator=translator,
+        vlm=vlm,
     )
-    options = dict(target=target, n=n, seed=seed, negative=negative)
+    asks = dict(lang=lang, mode=mode, instructions=instructions, passthrough_words=passthrough_words, image=image)
+    options = dict(target=target, n=n, seed=seed, negative=negative, **asks)
     if stream:
-        _enhance_streaming(enhancer, prompt, target=target, seed=seed, negative=negative)
+        _enhance_streaming(enhancer, prompt, target=target, seed=seed, negative=negative, **asks)
         return
     if prompt is not None:
-        result = enhancer.enhance(prompt, **options)
+        try:
+            result = enhancer.enhance(prompt, **options)
+        except ValueError as error:  # an option the model cannot honour, a missing translator or VLM
+            raise click.UsageError(str(error)) from error
         if output_path:
             with click.open_file(output_path, "w", encoding="utf-8") as handle:
                 handle.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
@@ -149,7 +178,7 @@ def enhance(
         click.echo("\n\n".join(result.variants) if len(result.variants) > 1 else result.enhanced)
         if result.negative:
             click.echo(f"\nNegative: {result.negative}")
-        if result.status != "ok":
+        if result.status != "ok" or result.message:
             click.echo(f"enhancer: {result.status}: {result.message}", err=True)
         return
     summary = enhance_file(
@@ -168,7 +197,10 @@ def _enhance_streaming(enhancer, prompt: str, **options) -> None:
         click.echo(piece, nl=False)
         sys.stdout.flush()
 
-    result = enhancer.enhance_stream(prompt, on_text=show, **options)
+    try:
+        result = enhancer.enhance_stream(prompt, on_text=show, **options)
+    except ValueError as error:  # an option the model cannot honour, a missing translator or VLM
+        raise click.UsageError(str(error)) from error
     if shown:
         click.echo()
     if result.status == "ok" and "".join(shown) != result.enhanced:  # the final cleanup changed shown text

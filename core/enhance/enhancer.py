@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 from enhancer import logs
 from enhancer.contracts import Enhancement
+from enhancer.enhance.asks import Ask, passes_through, prepare, translate_results
 from enhancer.enhance.engines import (
     Generation,
     LlamaCppEngine,
@@ -32,6 +33,7 @@ from enhancer.models import EMBEDDED, resolve_model
 from enhancer.prompts import (
     PROMPT_FORMATS,
     StreamCleaner,
+    apply_mode,
     build_messages,
     build_negative_messages,
     check_prompt,
@@ -87,6 +89,10 @@ class Enhancer:
         max_new_tokens: int | None,
         prompt_format: str = "chat",
         candidates: int = 1,
+        *,
+        translator=None,
+        vlm: str | None = None,
+        multilingual: bool = True,
     ):
         if candidates < 1:
             raise ValueError(f"candidates must be at least 1, got {candidates}")
@@ -101,6 +107,10 @@ class Enhancer:
         self.model_label = model_label
         self.temperature = temperature
         self.max_new_tokens = max_new_tokens
+        self.translator = translator  # enhancer.enhance.language.Translator: ideas in, prompts out of English
+        self.vlm = vlm  # an OpenAI-compatible vision endpoint or a local VLM folder, for `image=`
+        self.multilingual = multilingual  # reads and writes other languages itself (not the embedded model)
+        self.image_urls = True  # whether `image=` may be a URL the process fetches (a server passes False)
 
     @classmethod
     def load(
@@ -121,14 +131,25 @@ class Enhancer:
         prompt_format: str | None = None,
         candidates: int = 1,
         slots: int = 8,
+        translator: str | None = None,
+        vlm: str | None = None,
+        multilingual: bool | None = None,
         log=logs.info,
     ) -> Enhancer:
         """`prompt_format=None` uses the format the adapter was trained with (its enhancer.json), else "chat".
         `candidates=N` samples N rewrites per prompt and keeps the ones that keep the user's facts best
         (enhancer.enhance.rank). `temperature=None` decodes one rewrite greedily and samples several at 0.7.
         `slots`: how many rewrites llama.cpp decodes side by side (batches, variants, `enhancer serve`); each
-        holds 1,024 tokens of context, and one slot loads 0.1 s faster for a single rewrite."""
+        holds 1,024 tokens of context, and one slot loads 0.1 s faster for a single rewrite.
+        `translator` (an OpenAI-compatible URL or a local model folder) translates ideas written in other languages
+        and, with `lang=`, the results; `vlm` describes `image=` (enhancer.enhance.vision). `multilingual=None`
+        takes the embedded model as English-only and any other model as reading other languages itself."""
         check_engine(engine)
+        extras = dict(
+            translator=_translator(translator, api_key),
+            vlm=vlm,
+            multilingual=(model != EMBEDDED or engine == "openai") if multilingual is None else multilingual,
+        )
         if prompt_format is not None and prompt_format not in PROMPT_FORMATS:
             raise ValueError(f"unknown prompt format {prompt_format!r}; valid formats: {', '.join(PROMPT_FORMATS)}")
         if temperature is not None and temperature < 0:
@@ -141,7 +162,7 @@ class Enhancer:
             served = None if model == EMBEDDED else model
             backend = OpenAIEngine(served, base_url, api_key=api_key, timeout=timeout, retries=retries)
             label = model if served else f"openai:{base_url}"
-            return cls(backend, label, temperature, max_new_tokens, prompt_format or "chat", candidates)
+            return cls(backend, label, temperature, max_new_tokens, prompt_format or "chat", candidates, **extras)
         if engine == "auto":
             engine = auto_engine(model, device, dtype, log)
         if engine == "llamacpp":
@@ -159,7 +180,9 @@ class Enhancer:
                 raise ValueError(f"slots must be at least 1, got {slots}")
             backend = LlamaCppEngine(gguf, chat_template=template, parallel=slots)
             trained = template.get("prompt_format")
-            return cls(backend, label, temperature, max_new_tokens, prompt_format or trained or "chat", candidates)
+            return cls(
+                backend, label, temperature, max_new_tokens, prompt_format or trained or "chat", candidates, **extras
+            )
         resolved = resolve_model(model, adapter, log=log)
         prompt_format = prompt_format or resolved.trained_prompt_format() or "chat"
         if engine == "vllm":
@@ -168,7 +191,7 @@ class Enhancer:
             backend = TransformersEngine(
                 resolved.path, resolved.adapter, device=device, dtype=dtype, batch_size=batch_size
             )
-        return cls(backend, resolved.label, temperature, max_new_tokens, prompt_format, candidates)
+        return cls(backend, resolved.label, temperature, max_new_tokens, prompt_format, candidates, **extras)
 
     def enhance(
         self,
@@ -180,14 +203,27 @@ class Enhancer:
         temperature: float | None = None,
         max_new_tokens: int | None = None,
         should_stop: Callable[[], bool] | None = None,
+        *,
+        lang: str = "en",
+        mode: str | None = None,
+        instructions: str | None = None,
+        passthrough_words: int | None = None,
+        image=None,
     ) -> Enhancement | list[Enhancement]:
         """Enhance one prompt (returns an Enhancement; bad input raises ValueError) or a list (returns a list;
         a bad item becomes a status "error" row and the others go on).
 
+        `lang`: the language to write in (ISO 639-1; through the translator, or the model itself when it is
+        multilingual). `mode`: prompts.MODES (concise, cinematic, detailed). `instructions`: the caller's direction,
+        a sentence or two. `passthrough_words`: an idea this long is returned as it is (None: the target's word
+        budget; 0: never). `image`: a path, URL, data URI, bytes or PIL image the video starts from, described by
+        the VLM (`Enhancer.load(vlm=...)`). Ideas in other languages are translated first when there is a
+        translator (enhancer.enhance.asks).
         `should_stop`, when given, is asked as the engine works (llamacpp, transformers: at every token; openai:
         before each request): once it returns True the call ends early and its rows come back status "error" with
         the message `STOPPED` (no ranking, no negatives). Without it nothing changes."""
-        profile = get_profile(target)
+        profile = apply_mode(get_profile(target), mode)
+        ask = Ask(lang, mode, instructions, passthrough_words, image)
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
         single = isinstance(prompt, str)
@@ -210,10 +246,32 @@ class Enhancer:
                 results[index] = Enhancement(
                     prompt=str(item), enhanced="", status="error", message=str(error), **common
                 )
+        prepared = prepare(self, [text for _, text in valid], ask, profile.budget_words())
+        if single and prepared[0].error:
+            raise ValueError(prepared[0].error)
+        to_model = []
+        for (index, text), item in zip(valid, prepared, strict=True):
+            notes = "; ".join(item.notes)
+            if item.error:
+                results[index] = Enhancement(prompt=text, enhanced="", status="error", message=item.error, **common)
+            elif item.passthrough:
+                results[index] = Enhancement(prompt=text, enhanced=text, message=notes, **common)
+            else:
+                to_model.append((index, item, notes))
 
         started = time.perf_counter()
         generations = self.engine.generate(
-            [build_messages(text, target, self.prompt_format) for _, text in valid],
+            [
+                build_messages(
+                    item.idea,
+                    target,
+                    self.prompt_format,
+                    mode=mode,
+                    instructions=ask.instructions,
+                    context=item.context,
+                )
+                for _, item, _ in to_model
+            ],
             n=max(n, self.candidates),
             seed=seed,
             temperature=temperature,
@@ -224,18 +282,23 @@ class Enhancer:
         def stopped() -> bool:
             return should_stop is not None and bool(should_stop())
 
-        for (index, text), generation in zip(valid, generations, strict=True):
-            results[index] = self._to_enhancement(text, generation, profile, common)
-            if self.ranker is not None and results[index].status == "ok" and not stopped():
-                ranked = self.ranker.rank(text, results[index].variants, target)
-                results[index].enhanced, results[index].variants = ranked[0], ranked[:n]
+        for (index, item, notes), generation in zip(to_model, generations, strict=True):
+            row = results[index] = self._to_enhancement(item.text, generation, profile, common)
+            if notes:
+                row.message = f"{row.message}; {notes}" if row.message else notes
+            if self.ranker is not None and row.status == "ok" and not stopped():
+                ranked = self.ranker.rank(item.idea, row.variants, target)
+                row.enhanced, row.variants = ranked[0], ranked[:n]
 
+        modelled = [results[index] for index, _, _ in to_model]
         if negative and not stopped():
-            rows = [r for r in results if r is not None and r.status != "error"]
-            self._add_negatives(rows, seed, temperature, should_stop)
+            answered = [results[index] for index, _ in valid if results[index].status != "error"]
+            self._add_negatives(answered, seed, temperature, should_stop)
         if stopped():  # partial texts, or none: no one gets them
-            for index, text in valid:
-                results[index] = Enhancement(prompt=text, enhanced="", status="error", message=STOPPED, **common)
+            for index, item, _ in to_model:
+                results[index] = Enhancement(prompt=item.text, enhanced="", status="error", message=STOPPED, **common)
+        else:
+            translate_results(self, modelled, ask.lang)
 
         share = (time.perf_counter() - started) / max(len(valid), 1)
         served = getattr(self.engine, "model", None)  # the openai engine learns the served name on first use
@@ -256,6 +319,12 @@ class Enhancer:
         temperature: float | None = None,
         max_new_tokens: int | None = None,
         should_stop: Callable[[], bool] | None = None,
+        *,
+        lang: str = "en",
+        mode: str | None = None,
+        instructions: str | None = None,
+        passthrough_words: int | None = None,
+        image=None,
     ) -> Enhancement:
         """One rewrite of one prompt, shown as it is written: `on_text(piece)` gets cleaned text as it comes (only
         text the final cleanup keeps: prompts.StreamCleaner) and may return True to stop (a client that left);
@@ -263,10 +332,23 @@ class Enhancer:
         until its closing quote), and stops it the same way.
         Returns the same Enhancement as `enhance(prompt, ...)` with the same seed; when the final cleanup changed
         text already shown (rare), `on_text` got less than `.enhanced` and the caller should show `.enhanced`.
-        Engines without streaming (vllm) give the whole text at the end."""
-        profile = get_profile(target)
+        Engines without streaming (vllm) give the whole text at the end, and so does a rewrite the translator puts
+        into `lang` afterwards or an idea passed through; the other options are enhance()'s."""
+        profile = apply_mode(get_profile(target), mode)
+        ask = Ask(lang, mode, instructions, passthrough_words, image)
         text = check_prompt(prompt)
         seed = random.randrange(2**31) if seed is None else int(seed)
+        if (ask.lang != "en" and self.translator is not None) or passes_through(text, ask, profile.budget_words()):
+            row = self.enhance(
+                text, target, 1, seed, negative, temperature, max_new_tokens, should_stop, lang=lang, mode=mode,
+                instructions=instructions, passthrough_words=passthrough_words, image=image,
+            )  # fmt: skip
+            if row.status == "ok":
+                on_text(row.enhanced)
+            return row
+        [item] = prepare(self, [text], ask, profile.budget_words())
+        if item.error:
+            raise ValueError(item.error)
         temperature = auto_temperature(self.temperature if temperature is None else temperature, 1)
         max_new_tokens = max_new_tokens or self.max_new_tokens or max_tokens_for(profile)
         common = dict(model=self.model_label, target=target, seed=seed)
@@ -279,7 +361,9 @@ class Enhancer:
                 stopped.append(True)
             return bool(stopped)
 
-        messages = build_messages(text, target, self.prompt_format)
+        messages = build_messages(
+            item.idea, target, self.prompt_format, mode=mode, instructions=ask.instructions, context=item.context
+        )
         options = dict(seed=seed, temperature=temperature, max_new_tokens=max_new_tokens)
         started = time.perf_counter()
         try:
@@ -292,6 +376,8 @@ class Enhancer:
         except Exception as error:  # as in enhance(): the engine's failure becomes a fallback row with the reason
             generation = error
         result = self._to_enhancement(text, generation, profile, common)
+        if item.notes:
+            result.message = "; ".join(filter(None, [result.message, *item.notes]))
         if isinstance(generation, Generation) and result.status == "ok" and not stopped:
             rest = cleaner.rest(result.enhanced)  # clean_output of the whole reply, from _to_enhancement
             if rest:
@@ -336,3 +422,12 @@ class Enhancer:
             reason = "model output unusable: " + "; ".join(sorted(set(problems)))
             return Enhancement(prompt=text, enhanced=text, status="fallback", message=reason, **common)
         return Enhancement(prompt=text, enhanced=variants[0], variants=variants, **common)
+
+
+def _translator(source: str | None, api_key: str | None):
+    """A Translator for `source` (a URL or a model folder), or None."""
+    if not source:
+        return None
+    from enhancer.enhance.language import Translator
+
+    return Translator(source, api_key=api_key)

@@ -1,0 +1,166 @@
+"""What a caller asks besides the idea (enhancer.enhance.asks, enhancer.enhance.language): input in other languages,
+the output language, modes, instructions, pass-through of long prompts. The translator is a real OpenAI-compatible
+server on 127.0.0.1; the model is the real embedded one where the test is about its text, and a recording engine
+where the test is about what reaches the model."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from enhancer.enhance import Enhancer
+from enhancer.enhance.engines import Generation
+from enhancer.enhance.language import Translator, detect_language
+
+from chat_server import ChatServer
+from conftest import BIN
+
+CAT = "一只橘猫在雨中的霓虹街道上奔跑"
+CAT_EN = "An orange cat running along a neon street in the rain"
+TRANSLATIONS = {  # the translator stand-in: what a real translation model would answer
+    CAT: f"Sure! Here is the translation: {CAT_EN}",
+    "Un perro marrón corriendo en la playa al atardecer": "A brown dog running on the beach at sunset",
+}
+
+
+def translate(body: dict) -> str:
+    system, text = body["messages"][0]["content"], body["messages"][-1]["content"]
+    if "into German" in system:
+        return "<think>the user wants German</think>DE: " + text
+    return TRANSLATIONS.get(text, text)
+
+
+class Recording:
+    """An engine that records the conversations it is given and answers a fixed, well-formed rewrite."""
+
+    name = "recording"
+
+    def __init__(self):
+        self.conversations: list[list[dict]] = []
+
+    def generate(self, conversations, *, n=1, seed=0, temperature=0.0, max_new_tokens=256, **_):
+        self.conversations.extend(conversations)
+        reply = (
+            "A lone figure crosses a wet street at night, a slow dolly shot on a 35mm lens following from behind, "
+            "neon signs reflected in the puddles, teal and magenta palette, drifting rain, quiet and lonely mood."
+        )
+        return [Generation([reply] * n, [False] * n) for _ in conversations]
+
+    def user_turns(self) -> list[str]:
+        return [conversation[-1]["content"] for conversation in self.conversations]
+
+
+def recording_enhancer(**options) -> tuple[Enhancer, Recording]:
+    engine = Recording()
+    return Enhancer(engine, "recording", None, None, **options), engine
+
+
+@pytest.mark.parametrize(
+    "text, code",
+    [
+        (CAT, "zh"),
+        ("雨の中を走るオレンジ色の猫", "ja"),
+        ("비 오는 네온 거리를 달리는 주황색 고양이", "ko"),
+        ("قطة برتقالية تركض في شارع مضاء بالنيون تحت المطر", "ar"),
+        ("оранжевый кот бежит по неоновой улице под дождём", "ru"),
+        ("Un perro marrón corriendo en la playa al atardecer", "es"),
+        ("eine rote Katze läuft mit einem Hut über die Straße", "de"),
+        ("un chat roux court sous la pluie dans une rue", "fr"),
+        ("a man at la Scala reading die-cut posters", "en"),  # one foreign function word is not a language
+        ("a paper boat in a gutter stream", "en"),  # "a" is Portuguese too
+        ("the old wolf in its den as the snow falls over the dam", "en"),
+        ('a neon sign that says "拉面" above a noodle bar in the rain', "en"),  # quoted text to render: English idea
+        ("avalanche", "en"),
+    ],
+)
+def test_detect_language(text, code):
+    assert detect_language(text) == code
+
+
+def test_an_idea_in_another_language_is_translated_before_the_model_sees_it():
+    with ChatServer(responder=translate) as server:
+        enhancer, engine = recording_enhancer(translator=Translator(server.base_url), multilingual=False)
+        row = enhancer.enhance(CAT)
+    assert row.status == "ok" and row.prompt == CAT  # the row keeps the user's words
+    assert f"Idea: {CAT_EN}" in engine.user_turns()[0]  # the model got the translation, without the chatter
+    assert "translated from Chinese" in row.message
+    assert "into English" in server.requests[0]["messages"][0]["content"]
+
+
+def test_an_english_only_model_refuses_a_script_it_cannot_read_and_says_how_to_fix_it():
+    enhancer, engine = recording_enhancer(multilingual=False)
+    with pytest.raises(ValueError, match=r"written in Chinese.*--translator"):
+        enhancer.enhance(CAT)
+    rows = enhancer.enhance([CAT, "a fox in the snow"])  # in a batch it fails alone
+    assert [r.status for r in rows] == ["error", "ok"] and "--translator" in rows[0].message
+    row = enhancer.enhance("Un perro marrón corriendo en la playa al atardecer")  # Latin script: a note, no refusal
+    assert row.status == "ok" and "looks Spanish" in row.message
+    multilingual, engine = recording_enhancer()
+    multilingual.enhance(CAT)
+    assert "The idea is written in Chinese." in engine.user_turns()[0]
+
+
+def test_the_output_language_goes_through_the_translator_or_the_model():
+    with ChatServer(responder=translate) as server:
+        enhancer, _ = recording_enhancer(translator=Translator(server.base_url), multilingual=False)
+        row = enhancer.enhance("a fox in the snow", lang="de", n=2, seed=1)
+        streamed = []
+        stream_row = enhancer.enhance_stream("a fox in the snow", streamed.append, lang="de")
+    assert row.enhanced.startswith("DE: A lone figure") and all(v.startswith("DE: ") for v in row.variants)
+    assert "<think>" not in row.enhanced and "translated into German" in row.message
+    assert streamed == [stream_row.enhanced] and stream_row.enhanced.startswith("DE: ")
+    english_only, _ = recording_enhancer(multilingual=False)
+    with pytest.raises(ValueError, match=r"lang='de'.*writes English only"):
+        english_only.enhance("a fox", lang="de")
+    multilingual, engine = recording_enhancer()
+    multilingual.enhance("a fox", lang="ja")
+    assert "Write the prompt in Japanese." in engine.user_turns()[0]
+    with pytest.raises(ValueError, match="unknown language 'klingon'"):
+        multilingual.enhance("a fox", lang="klingon")
+
+
+def test_modes_instructions_and_pass_through():
+    enhancer, engine = recording_enhancer()
+    enhancer.enhance("a fox", target="wan", mode="concise", instructions="  night scene,\n handheld camera ")
+    enhancer.enhance("a fox", target="wan")
+    concise, default = engine.user_turns()
+    assert "30-60 words" in concise and "Also: night scene, handheld camera" in concise
+    assert "60-120 words" in default and "Also:" not in default  # without options: what training used
+    with pytest.raises(ValueError, match="unknown mode 'epic'; valid modes: cinematic, concise, detailed"):
+        enhancer.enhance("a fox", mode="epic")
+    with pytest.raises(ValueError, match="instructions too long"):
+        enhancer.enhance("a fox", instructions="x" * 600)
+    long_prompt = " ".join(["a detailed shot of a red fox in deep snow at dawn, the camera low and slow"] * 9)
+    before = len(engine.conversations)
+    row = enhancer.enhance(long_prompt, target="wan")
+    assert row.enhanced == long_prompt and "passed through unchanged" in row.message
+    assert len(engine.conversations) == before  # the model was not asked
+    assert enhancer.enhance(long_prompt, target="wan", passthrough_words=0).enhanced != long_prompt
+    assert enhancer.enhance("a fox in the snow", passthrough_words=3).enhanced == "a fox in the snow"
+    with pytest.raises(ValueError, match="passthrough_words must be 0"):
+        enhancer.enhance("a fox", passthrough_words=-1)
+
+
+def test_an_image_needs_a_vision_model():
+    enhancer, _ = recording_enhancer()
+    with pytest.raises(ValueError, match="no vision model is set.*--vlm"):
+        enhancer.enhance("make it cinematic", image=b"not used")
+
+
+def test_the_embedded_model_writes_english_from_a_chinese_idea_through_a_translator(cli_env):
+    """The issue's example, end to end: the CLI, the default engine, a translator on 127.0.0.1."""
+    with ChatServer(responder=translate) as server:
+        result = subprocess.run(
+            [str(BIN / "enhancer"), "enhance", CAT, "--translator", server.base_url, "--seed", "0"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=cli_env,
+        )
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.lower()
+    assert not re.search(r"[\u4e00-\u9fff]", text)  # English, not a copy
+    for word in ("cat", "orange", "rain", "neon", "street", "run"):
+        assert word in text, (word, result.stdout)
