@@ -164,3 +164,31 @@ def test_the_embedded_model_writes_english_from_a_chinese_idea_through_a_transla
     assert not re.search(r"[\u4e00-\u9fff]", text)  # English, not a copy
     for word in ("cat", "orange", "rain", "neon", "street", "run"):
         assert word in text, (word, result.stdout)
+
+
+def test_local_translators_seq2seq_and_chat_models(tmp_path, tiny_model_dir):
+    """A local model folder as the translator: a sequence-to-sequence model through transformers' translation
+    pipeline, a chat model through enhancer's transformers engine. Tiny random models: the test is about the path,
+    not the words (a real one would be e.g. opus-mt-zh-en or a multilingual instruct model)."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from tiny_video import tokenizer
+
+    torch.manual_seed(0)
+    words = tokenizer()
+    seq2seq = T5ForConditionalGeneration(
+        T5Config(
+            vocab_size=len(words), d_model=32, d_ff=64, d_kv=8, num_layers=2, num_heads=4,
+            decoder_start_token_id=words.pad_token_id, pad_token_id=words.pad_token_id, eos_token_id=words.eos_token_id,
+        )
+    )  # fmt: skip
+    seq2seq.save_pretrained(tmp_path / "t5")
+    words.save_pretrained(tmp_path / "t5")
+    for folder in (tmp_path / "t5", tiny_model_dir):
+        translated = Translator(str(folder)).translate(["a red fox in the snow", "a cat at night"], "en")
+        assert len(translated) == 2
+        assert all(isinstance(t, str) and t.strip() or isinstance(t, ValueError) for t in translated), translated
+        assert any(isinstance(t, str) for t in translated), translated
+    with pytest.raises(ValueError, match="neither an http"):
+        Translator(str(tmp_path / "nowhere"))

@@ -7,8 +7,8 @@ English (the embedded SmolLM2-135M does: it copies a Chinese idea or invents an 
 
 A translator is any OpenAI-compatible chat endpoint (a URL) or a local transformers model folder: a chat model
 (asked with a translation instruction through enhancer's own transformers engine) or a sequence-to-sequence
-translation model (Marian, NLLB, M2M, T5: transformers' translation pipeline; one whose direction is fixed, such
-as opus-mt-zh-en, translates only that way).
+translation model (Marian, NLLB, M2M, T5, run with generate; one whose direction is fixed, such as opus-mt-zh-en,
+translates only that way).
 
 `detect_language` reads the writing system (Han, kana, Hangul, Arabic, Cyrillic, Devanagari, Thai, Hebrew, Greek)
 and, for Latin script, counts function words of Spanish, German, French, Portuguese and Italian. It is a
@@ -125,10 +125,10 @@ class Translator:
             )
         from transformers import AutoConfig
 
-        if AutoConfig.from_pretrained(folder).is_encoder_decoder:
-            from transformers import pipeline
+        if AutoConfig.from_pretrained(folder).is_encoder_decoder:  # transformers 5 has no translation pipeline
+            from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-            self._pipeline = pipeline("translation", model=str(folder), device="cpu")
+            self._pipeline = (AutoTokenizer.from_pretrained(folder), AutoModelForSeq2SeqLM.from_pretrained(folder))
         else:
             from enhancer.enhance.engines import TransformersEngine
 
@@ -142,12 +142,7 @@ class Translator:
         if not texts:
             return []
         if self._pipeline is not None:
-            with self._lock:
-                try:
-                    rows = self._pipeline(list(texts), max_length=512)
-                except Exception as error:  # the whole batch failed
-                    return [error] * len(texts)
-            return [_clean(row["translation_text"]) or ValueError("empty translation") for row in rows]
+            return self._seq2seq(texts)
         generations = self._engine.generate(
             [translation_messages(text, target, source) for text in texts],
             n=1,
@@ -163,6 +158,21 @@ class Translator:
             text = _clean(generation.texts[0])
             results.append(text or ValueError("the translator answered nothing"))
         return results
+
+    def _seq2seq(self, texts: list[str]) -> list[str | Exception]:
+        """A translation model's own direction (Marian/opus-mt is one pair; NLLB/M2M take their language codes from
+        the tokenizer's settings), greedy, in one batch."""
+        import torch
+
+        tokenizer, model = self._pipeline
+        with self._lock, torch.inference_mode():
+            try:
+                batch = tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True, max_length=512)
+                output = model.generate(**batch, max_new_tokens=min(512, 2 * batch["input_ids"].shape[1] + 16))
+                decoded = tokenizer.batch_decode(output, skip_special_tokens=True)
+            except Exception as error:  # the whole batch failed
+                return [error] * len(texts)
+        return [_clean(text) or ValueError("the translation model answered nothing") for text in decoded]
 
 
 THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL | re.IGNORECASE)
