@@ -17,13 +17,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
-from raw_http import status_for_host
 
 from enhancer.eval.rate import PAIR_ID, RatingStore, bradley_terry, load_rating_pairs, next_pair, pair_id, scores
 
 from browser import chromium
 from conftest import BIN
 from local_http import call
+from raw_http import status_for_host
 
 
 @pytest.fixture()

@@ -11,12 +11,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from raw_http import enhancer_server, get, memory_kb, post_json, request
 
 from enhancer.contracts import Video
 from enhancer.plugins import synthetic
 from enhancer.serve.videos import VideoProtocolServer, VideoServeLimits
 from enhancer.video.io import write_mp4
+
+from raw_http import enhancer_server, get, memory_kb, post_json, request
 
 KEY = "k3y-for-tests"
 MiB = 1 << 20

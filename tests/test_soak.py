@@ -14,9 +14,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from raw_http import enhancer_server, get, memory_kb, post_json, request
 
 from chat_server import ChatServer
+from raw_http import enhancer_server, get, memory_kb, post_json, request
 
 pytestmark = pytest.mark.slow
 
