@@ -192,3 +192,52 @@ def test_local_translators_seq2seq_and_chat_models(tmp_path, tiny_model_dir):
         assert any(isinstance(t, str) for t in translated), translated
     with pytest.raises(ValueError, match="neither an http"):
         Translator(str(tmp_path / "nowhere"))
+
+
+LIGHTHOUSE = "A white lighthouse on a black rock at dusk, two gulls above it, a red door, waves breaking at its foot."
+
+
+def frame_png(path) -> str:
+    from PIL import Image
+
+    Image.new("RGB", (64, 48), (200, 40, 40)).save(path)
+    return str(path)
+
+
+def test_an_image_is_described_and_the_rewrite_starts_from_it(tmp_path):
+    from vision_server import VisionChatServer
+
+    with VisionChatServer(responder=lambda body: f"Sure, here is the description: {LIGHTHOUSE}") as vlm:
+        enhancer, engine = recording_enhancer(vlm=vlm.base_url)
+        row = enhancer.enhance("make it cinematic", image=frame_png(tmp_path / "frame.png"))
+        streamed = []
+        enhancer.enhance_stream("make it cinematic", streamed.append, image=frame_png(tmp_path / "frame.png"))
+    assert row.status == "ok" and row.prompt == "make it cinematic"
+    for turn in engine.user_turns():
+        assert f"Idea: make it cinematic\nThe video starts from this image: {LIGHTHOUSE}" in turn
+    assert streamed and len(vlm.requests) == 2  # described once per call
+
+
+def test_cli_image_and_vlm_end_to_end(tmp_path, cli_env):
+    """The issue's example: `enhancer enhance "make it cinematic" --image frame.png --vlm URL`, the default engine."""
+    from vision_server import VisionChatServer
+
+    frame = frame_png(tmp_path / "frame.png")
+    with VisionChatServer(responder=lambda body: LIGHTHOUSE) as vlm:
+        result = subprocess.run(
+            [str(BIN / "enhancer"), "enhance", "make it cinematic", "--image", frame, "--vlm", vlm.base_url],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=cli_env,
+        )
+    assert result.returncode == 0, result.stderr
+    assert "lighthouse" in result.stdout.lower(), result.stdout
+    missing = subprocess.run(
+        [str(BIN / "enhancer"), "enhance", "make it cinematic", "--image", frame],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=cli_env,
+    )
+    assert missing.returncode == 2 and "--vlm" in missing.stderr
