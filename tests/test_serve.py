@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 
+import openai
 import pytest
+from openai import OpenAI
 
 from enhancer.enhance import Enhancer
 from enhancer.serve.api import ServeLimits, Server
@@ -45,8 +47,6 @@ def _chunked(url, path, body: bytes, key=None, chunk=1_000):
 
 
 def test_enhance_models_health_and_the_openai_client(tiny_enhancer):
-    from openai import OpenAI
-
     with Server(tiny_enhancer) as server:
         assert server.url.startswith("http://127.0.0.1:")
         status, row = _call(server.url, "/v1/enhance", {"prompt": "a fox in the snow", "n": 2, "seed": 3})
@@ -55,6 +55,7 @@ def test_enhance_models_health_and_the_openai_client(tiny_enhancer):
         assert set(row["timings"]) == {"queue_s", "generate_s", "total_s", "batch"}
         status, models = _call(server.url, "/v1/models")
         assert status == 200 and models["data"][0]["id"] == tiny_enhancer.model_label
+        assert isinstance(models["data"][0]["created"], int)
 
         client = OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
         completion = client.chat.completions.create(
@@ -64,6 +65,12 @@ def test_enhance_models_health_and_the_openai_client(tiny_enhancer):
         )
         assert completion.choices[0].message.role == "assistant" and completion.choices[0].message.content
         assert _call(server.url, "/healthz")[1]["requests"] == 2
+        # usage in the model's own tokens: the transformers engine has the tokenizer
+        tokenizer = tiny_enhancer.engine.tokenizer
+        tokens = [len(tokenizer.encode(c.message.content, add_special_tokens=False)) for c in completion.choices]
+        prompt_tokens = len(tokenizer.encode("a heron in the reeds", add_special_tokens=False))
+        assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (prompt_tokens, sum(tokens))
+        assert completion.to_dict()["enhancer"]["usage_counted_by"] == "tokenizer"
 
 
 def test_concurrent_requests_share_generate_calls(tiny_enhancer):
@@ -102,13 +109,23 @@ def test_guards_answer_clearly_and_the_server_keeps_serving(tiny_enhancer):
         status, body = _call(server.url, "/v1/enhance", {"prompt": "   "}, key="s3cret")
         assert status == 422 and "empty prompt" in body["error"]
         status, body = _call(server.url, "/v1/chat/completions", {"messages": []}, key="s3cret")
-        assert status == 422 and "no user message" in body["error"]
+        assert status == 422 and "no user message" in body["error"]["message"]  # OpenAI's shape on its routes
         for route, extra in (
             ("/v1/enhance", {}),
             ("/v1/chat/completions", {"messages": [{"role": "user", "content": "a"}]}),
         ):
             status, body = _call(server.url, route, {**ok, **extra, "seed": 2**64}, key="s3cret")
-            assert status == 422 and "seed: Input should be less than or equal to 4294967295" in body["error"]
+            message = body["error"]["message"] if route == "/v1/chat/completions" else body["error"]
+            assert status == 422 and "seed: Input should be less than or equal to 4294967295" in message
+        # system messages are the enhancer's instructions, which it checks: too long is the client's to fix
+        client = OpenAI(base_url=server.url + "/v1", api_key="s3cret", max_retries=0)
+        messages = [{"role": "system", "content": "night scene " * 50}, {"role": "user", "content": "a fox"}]
+        with pytest.raises(openai.UnprocessableEntityError, match="instructions too long") as refused:
+            client.chat.completions.create(model="m", messages=messages)
+        assert refused.value.param == "messages" and "passed as the enhancer's instructions" in refused.value.message
+        with pytest.raises(openai.APIError, match="instructions too long") as refused:  # in the stream: 200 was sent
+            list(client.chat.completions.create(model="m", messages=messages, stream=True))
+        assert refused.value.param == "messages"
         status, body = _call(server.url, "/v1/enhance", ok, key="s3cret")  # still serving
         assert status == 200 and body["prompt"] == "a lighthouse at dusk"
 

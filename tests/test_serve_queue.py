@@ -133,8 +133,9 @@ def test_a_full_queue_answers_429_with_retry_after_and_serves_again_once_drained
         ):
             status, headers, answer = post(server.url, path, body)
             assert status == 429 and headers["Retry-After"] == "1"  # no model call has finished: nothing to measure
-            assert answer["error"].startswith("the queue is full: 3 of max_queue 3 rewrites")
-            assert "retry after 1 s, or start the server with a larger --max-queue" in answer["error"]
+            message = answer["error"] if path == "/v1/enhance" else answer["error"]["message"]  # OpenAI's shape
+            assert message.startswith("the queue is full: 3 of max_queue 3 rewrites")
+            assert "retry after 1 s, or start the server with a larger --max-queue" in message
         assert health(server)["queue"] == 3  # refused requests count nothing
 
         stand_in.gate.set()

@@ -213,11 +213,71 @@ class TransformersEngine:
         ]
 
 
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"  # how reasoning models (Qwen3, DeepSeek-R1...) mark their thinking
+
+
+class ThinkingUnfinished(RuntimeError):
+    """The model stopped while still thinking: its reply is an unclosed <think> block, with no rewrite after it."""
+
+    def __init__(self, max_new_tokens: int):
+        super().__init__(
+            f"the model was still thinking when it stopped (an unclosed {THINK_OPEN} block, max_tokens "
+            f"{max_new_tokens}), so it wrote no rewrite: raise --max-new-tokens (or the request's max_tokens) to let it "
+            "finish thinking, or turn thinking off at the endpoint"
+        )
+
+
+def strip_thinking(text: str) -> tuple[str, bool]:
+    """`text` without its <think>...</think> blocks, and whether a <think> was left open (the model ran out of tokens
+    while thinking: what follows it is thinking, not an answer, and is dropped too)."""
+    kept = []
+    while (start := text.find(THINK_OPEN)) >= 0:
+        kept.append(text[:start])
+        end = text.find(THINK_CLOSE, start + len(THINK_OPEN))
+        if end < 0:
+            return "".join(kept), True
+        text = text[end + len(THINK_CLOSE) :]
+    return "".join(kept) + text, False
+
+
+class ThinkingFilter:
+    """strip_thinking for a reply that streams: `feed(piece)` returns the text outside <think> blocks that may be
+    shown now (a tail that could be the start of a tag waits for the next piece), `end()` what is left at the end."""
+
+    def __init__(self):
+        self.pending = ""
+        self.thinking = False
+
+    def feed(self, piece: str) -> str:
+        self.pending += piece
+        shown = []
+        while True:
+            tag = THINK_CLOSE if self.thinking else THINK_OPEN
+            at = self.pending.find(tag)
+            if at < 0:
+                break
+            if not self.thinking:
+                shown.append(self.pending[:at])
+            self.pending, self.thinking = self.pending[at + len(tag) :], not self.thinking
+        held = next((n for n in range(len(tag) - 1, 0, -1) if self.pending.endswith(tag[:n])), 0)
+        cut = len(self.pending) - held
+        if not self.thinking:
+            shown.append(self.pending[:cut])
+        self.pending = self.pending[cut:]
+        return "".join(shown)
+
+    def end(self) -> str:
+        rest, self.pending = ("" if self.thinking else self.pending), ""
+        return rest
+
+
 class OpenAIEngine:
     """Any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM's server, llama.cpp's server, Ollama...).
 
     Requests run concurrently; the SDK retries each one `retries` times with backoff, after which the
     conversation's item is the error (the Enhancer then falls back to the original prompt, with the reason).
+    A reasoning model's <think>...</think> blocks are dropped before the cleanup (and never streamed); a reply that
+    is only an unclosed <think> (the tokens ran out while it thought) is a ThinkingUnfinished error, not a rewrite.
     """
 
     name = "openai"
@@ -266,22 +326,29 @@ class OpenAIEngine:
             max_tokens=max_new_tokens,
             stream=True,
         )
-        pieces, finish = [], None
+        pieces, finish, thoughts = [], None, ThinkingFilter()
         with response:
             for chunk in response:
                 for choice in chunk.choices[:1]:
                     if choice.delta and choice.delta.content:
                         pieces.append(choice.delta.content)
-                        if on_text(choice.delta.content):
-                            return Generation(["".join(pieces)], [False])
+                        shown = thoughts.feed(choice.delta.content)
+                        if shown and on_text(shown):
+                            return Generation([strip_thinking("".join(pieces))[0]], [False])
                     finish = choice.finish_reason or finish
-        return Generation(["".join(pieces)], [finish == "length"])
+        if rest := thoughts.end():
+            on_text(rest)
+        text, unfinished = strip_thinking("".join(pieces))
+        if unfinished and not text.strip():
+            raise ThinkingUnfinished(max_new_tokens)
+        return Generation([text], [finish == "length" or unfinished])
 
     def _one(self, conversation, n, seed, temperature, max_new_tokens):
         try:
             model = self._model_name()
             texts: list[str] = []
             truncated: list[bool] = []
+            thinking_only: list[bool] = []
             while len(texts) < n:  # some servers ignore `n` and return one choice
                 response = self.client.chat.completions.create(
                     model=model,
@@ -294,8 +361,12 @@ class OpenAIEngine:
                 if not response.choices:
                     raise RuntimeError("the endpoint returned no choices")
                 for choice in response.choices:
-                    texts.append(choice.message.content or "")
-                    truncated.append(choice.finish_reason == "length")
+                    text, unfinished = strip_thinking(choice.message.content or "")
+                    texts.append(text)
+                    truncated.append(choice.finish_reason == "length" or unfinished)
+                    thinking_only.append(unfinished and not text.strip())
+            if all(thinking_only[:n]):  # no rewrite at all; a variant that is only thinking is dropped as empty
+                raise ThinkingUnfinished(max_new_tokens)
             return Generation(texts[:n], truncated[:n])
         except Exception as error:
             return error

@@ -18,10 +18,24 @@ says which flag raises the limit. A client that hangs up costs nothing more: a r
 before it reaches the model, a model call whose clients have all left stops at the next token (`should_stop`,
 threaded to the engines), and a streamed request stops at the next token. /healthz shows the queue.
 
+/v1/chat/completions takes the fields OpenAI clients send: `max_tokens` (or `max_completion_tokens`, 1 to 4096) caps
+the rewrite's new tokens; `stop` (a string or up to 4) ends each text before the first stop string, in streaming too
+(a tail as long as the longest stop string is held back, so one split across pieces is never sent); system and
+developer messages become the enhancer's `instructions` where its `enhance` takes them, else the answer's `enhancer`
+field says in `notes` that they were ignored; `stream_options: {"include_usage": true}` adds a last chunk with
+`usage`. `usage` counts tokens with the engine's tokenizer (the transformers engine's), else estimates 4 characters a
+token and says so in `enhancer.usage_counted_by`; prompt_tokens is the user's prompt, completion_tokens the returned
+texts. finish_reason is "length" where the row carries `truncated` (max_tokens cut the rewrite; Enhancement does not
+record that yet, so its rows say "stop"), else "stop"; enhancer's own status ("ok", "fallback", "error") and message
+are in the `enhancer` field.
+
 With an API key every route but /healthz needs `Authorization: Bearer KEY`; without one, only loopback Host names
 are answered (403 otherwise). Bodies over `max_body_bytes` get 413,
 malformed JSON and invalid fields 422 with what is wrong, `n` over `max_n` 422, a full queue 429, a request that
 waits longer than `request_timeout_s` 504; the server keeps serving. No route reads or writes a path the client names.
+Errors on the OpenAI routes (/v1/chat/completions, /v1/models) take OpenAI's shape, `{"error": {"message", "type",
+"param", "code"}}`, so the openai SDKs raise AuthenticationError, UnprocessableEntityError, RateLimitError... with
+the message; the other routes answer `{"error": "message"}`, which the web page reads.
 
     .venv/bin/enhancer serve --port 8000 --max-queue 64       # CPU or GPU alike; --help lists every limit
 """
@@ -37,11 +51,13 @@ import math
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+from starlette.exceptions import HTTPException
 from starlette.requests import Request  # here, not in create_app: FastAPI resolves route annotations in this module
 
 from enhancer.prompts import PROFILES, check_prompt
@@ -60,9 +76,13 @@ class EnhanceRequest(BaseModel):
     negative: bool = False
 
 
+MAX_TOKENS = Field(None, ge=1, le=4096)  # as --max-new-tokens allows; the longest target's rewrite needs about 260
+MAX_STOP_STRINGS = 4  # as OpenAI allows
+
+
 class ChatMessage(BaseModel):
     role: str
-    content: str | list[dict[str, Any]]
+    content: str | list[dict[str, Any]] | None = None  # None: an assistant turn that only called tools
 
 
 class ChatRequest(BaseModel):
@@ -71,11 +91,125 @@ class ChatRequest(BaseModel):
     n: int = Field(1, ge=1)
     seed: int | None = SEED
     temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = MAX_TOKENS  # OpenAI's older name for max_completion_tokens
+    max_completion_tokens: int | None = MAX_TOKENS
+    stop: list[str] | str | None = Field(None, validate_default=True)  # a list after validation, [] for none
     target: str = "generic"  # extra_body={"target": "wan"} from the OpenAI client
     stream: bool = False
+    stream_options: dict[str, Any] | None = None  # {"include_usage": true}: a last chunk with usage
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_strings(cls, value):
+        stops = [value] if isinstance(value, str) else list(value or [])
+        if len(stops) > MAX_STOP_STRINGS:
+            raise ValueError(f"at most {MAX_STOP_STRINGS} stop strings, as OpenAI allows; got {len(stops)}")
+        if "" in stops:
+            raise ValueError("an empty stop string would end every text before it starts: drop it")
+        return stops
 
 
 OPEN_PATHS = ("/", "/healthz")  # the page (static, no data) and liveness need no key; the page asks for one
+OPENAI_ROUTES = ("/v1/chat/completions", "/v1/models")  # errors in OpenAI's shape; /v1/enhance keeps {"error": text}
+# Used only where the engine exposes no tokenizer (llama.cpp: the xllamacpp wheel has no tokenize call; a remote
+# endpoint): OpenAI's rule of thumb for English text.
+ESTIMATED_CHARS_PER_TOKEN = 4
+
+
+class ApiError(HTTPException):
+    """An HTTP error that names the request field at fault (`param`, in OpenAI's error shape)."""
+
+    def __init__(self, status_code: int, detail: str, param: str | None = None, headers: dict | None = None):
+        super().__init__(status_code, detail, headers)
+        self.param = param
+
+
+def openai_error(status: int, message: str, param: str | None = None) -> dict:
+    """OpenAI's error body. The openai SDKs pick the exception class from the status (401 AuthenticationError, 422
+    UnprocessableEntityError, 429 RateLimitError, 5xx InternalServerError) and read message, type, param, code."""
+    if status == 401:
+        kind, code = "authentication_error", "invalid_api_key"
+    elif status == 403:
+        kind, code = "permission_error", None
+    elif status == 429:
+        kind, code = "rate_limit_error", "rate_limit_exceeded"
+    elif status >= 500:
+        kind, code = "server_error", None
+    else:
+        kind, code = "invalid_request_error", None
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def message_text(content) -> str:
+    """A chat message's text: the string, or the text parts of OpenAI's content parts."""
+    if isinstance(content, list):
+        return " ".join(str(part.get("text", "")) for part in content if part.get("type") == "text")
+    return content or ""
+
+
+def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
+    """`text` up to the first occurrence of any stop string (not included), and whether one occurred."""
+    found = [at for at in (text.find(stop) for stop in stops) if at >= 0]
+    return (text[: min(found)], True) if found else (text, False)
+
+
+class StopCutter:
+    """`cut_at_stop` for text that arrives in pieces: `feed(piece)` returns what may be sent now, holding back a tail
+    one character shorter than the longest stop string, so a stop string split across pieces is still caught and
+    nothing after it is ever sent; `end()` returns the held tail. `sent` is everything returned so far."""
+
+    def __init__(self, stops: list[str]):
+        self.stops = stops
+        self.hold = max((len(stop) for stop in stops), default=1) - 1
+        self.pending = ""
+        self.sent = ""
+        self.stopped = False
+
+    def feed(self, piece: str) -> str:
+        if self.stopped:
+            return ""
+        self.pending += piece
+        text, self.stopped = cut_at_stop(self.pending, self.stops)
+        keep = len(text) if self.stopped else max(0, len(self.pending) - self.hold)
+        out, self.pending = text[:keep], "" if self.stopped else self.pending[keep:]
+        self.sent += out
+        return out
+
+    def end(self) -> str:
+        out, self.pending = ("" if self.stopped else self.pending), ""
+        self.sent += out
+        return out
+
+
+def token_counter(enhancer) -> tuple[Callable[[str], int], str]:
+    """How `usage` counts tokens, and how it says it counted them: with a `tokenize(text)` method or a Hugging Face
+    `tokenizer` on the enhancer or its engine (the transformers engine has one), else an estimate of
+    ESTIMATED_CHARS_PER_TOKEN characters a token (the llama.cpp and openai engines expose no tokenizer)."""
+    import copy
+
+    owners = (enhancer, getattr(enhancer, "engine", None))
+    tokenize = next((o.tokenize for o in owners if callable(getattr(o, "tokenize", None))), None)
+    if tokenize is not None:
+        return lambda text: len(tokenize(text)), "tokenizer"
+    tokenizer = next(
+        (o.tokenizer for o in owners if callable(getattr(getattr(o, "tokenizer", None), "encode", None))), None
+    )
+    if tokenizer is not None:
+        # A copy: a fast tokenizer used from two threads at once (this count, and the engine's padded batch encode
+        # in its worker thread) can fail with "Already borrowed".
+        counting = copy.deepcopy(tokenizer)
+        return lambda text: len(counting.encode(text, add_special_tokens=False)), "tokenizer"
+    estimate = f"estimate: {ESTIMATED_CHARS_PER_TOKEN} characters a token (the engine exposes no tokenizer)"
+    return lambda text: math.ceil(len(text) / ESTIMATED_CHARS_PER_TOKEN), estimate
+
+
+def finish_reasons(row, stopped: list[bool]) -> list[str]:
+    """OpenAI's finish_reason for each returned text: "stop" where a stop string ended it, "length" where the row
+    says max_tokens cut the rewrite (a `truncated` flag, or one per variant, where the enhancer sets it), else "stop"
+    (the rewrite's own end; a fallback's or error's status is in the `enhancer` field, as OpenAI has no such value)."""
+    truncated = getattr(row, "truncated", False) if row.status == "ok" else False
+    flags = list(truncated) if isinstance(truncated, list | tuple) else [bool(truncated)] * len(stopped)
+    return ["length" if i < len(flags) and flags[i] and not hit else "stop" for i, hit in enumerate(stopped)]
 
 
 @dataclass
@@ -106,7 +240,8 @@ async def _until_client_leaves(request) -> None:
 
 class Batcher:
     """Collects requests for `window` seconds (or `max_batch` of them) and runs each group of compatible ones
-    (same target, n, seed, temperature, negative) as one `enhancer.enhance(list)` call in a worker thread.
+    (same key: target, n, seed, temperature, negative and the further keywords, e.g. max_new_tokens and instructions,
+    as a tuple of (name, value) pairs) as one `enhancer.enhance(list)` call in a worker thread.
 
     It also keeps the queue's count (`load`: rewrites admitted and not finished, against `max_queue`), drops jobs
     whose client left before the model saw them, and stops a call at the next token once all its clients have left
@@ -216,7 +351,7 @@ class Batcher:
             self.gate.release()
 
     async def _generate_group(self, key: tuple, group: list[_Job]) -> None:
-        target, n, seed, temperature, negative = key
+        target, n, seed, temperature, negative, options = key
         started = time.perf_counter()
         everyone_left = threading.Event()  # read by the engine's thread at every token
 
@@ -236,6 +371,7 @@ class Batcher:
                 seed=seed,
                 temperature=temperature,
                 negative=negative,
+                **dict(options),
                 **stop,
             )
         except Exception as error:  # the whole call failed: every request in it says why
@@ -269,8 +405,6 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        from starlette.exceptions import HTTPException
-
         received = 0
 
         async def counted():
@@ -287,15 +421,23 @@ class BodyLimit:
 
 def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None = None):
     """The FastAPI app around an `Enhancer` (anything with `.enhance(list, ...)` and `.model_label`)."""
-    from fastapi import FastAPI, HTTPException
+    from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
-    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     limits = limits or ServeLimits()
     batcher = Batcher(enhancer, limits.batch_window_ms / 1000, limits.max_batch, limits.max_queue)
     stream_takes_stop = _takes_keyword(getattr(enhancer, "enhance_stream", None), "should_stop")
+    # The chat route's keywords each call takes: a stand-in enhancer (or one older than `instructions`) may not.
+    takes = {
+        method: {
+            name: _takes_keyword(getattr(enhancer, method, None), name) for name in ("max_new_tokens", "instructions")
+        }
+        for method in ("enhance", "enhance_stream")
+    }
+    count_tokens, counted_by = token_counter(enhancer)
     model_label = getattr(enhancer, "model_label", "enhancer")
+    started = int(time.time())  # /v1/models' `created`
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -309,45 +451,55 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
         app.add_middleware(LoopbackHostsOnly)
     app.state.batcher = batcher
 
+    def error_response(request: Request, status: int, message: str, param=None, headers=None) -> JSONResponse:
+        """OpenAI's error shape on the OpenAI routes, `{"error": "message"}` on the others (the web page reads it)."""
+        body = openai_error(status, message, param) if request.url.path in OPENAI_ROUTES else {"error": message}
+        return JSONResponse(body, status_code=status, headers=headers)
+
     @app.middleware("http")
     async def guard(request: Request, call_next):
         if request.url.path not in OPEN_PATHS and api_key:
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
-                return JSONResponse(
-                    {"error": "missing or wrong API key: send Authorization: Bearer KEY"}, status_code=401
-                )
+                return error_response(request, 401, "missing or wrong API key: send Authorization: Bearer KEY")
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limits.max_body_bytes:
-            return JSONResponse(
-                {"error": f"request body of {declared} bytes; the limit is {limits.max_body_bytes}"}, status_code=413
-            )
+            message = f"request body of {declared} bytes; the limit is {limits.max_body_bytes}"
+            return error_response(request, 413, message)
         # A body without Content-Length (chunked) is counted as it arrives, by BodyLimit.
         return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError):
-        problems = []
+        problems, fields = [], []
         for item in error.errors():
             where = ".".join(str(part) for part in item.get("loc", ()) if part != "body") or "body"
             problems.append(f"{where}: {item.get('msg')}")
-        return JSONResponse({"error": "invalid request: " + "; ".join(problems)}, status_code=422)
+            if item.get("type") != "json_invalid":  # a JSON error's loc is a position, not a field
+                fields.append(where)
+        message = "invalid request: " + "; ".join(problems)
+        return error_response(request, 422, message, param=fields[0] if fields else None)
 
-    def checked(prompt: str, target: str, n: int) -> str:
+    @app.exception_handler(HTTPException)  # FastAPI's HTTPException, ApiError and BodyLimit's
+    async def http_error(request: Request, error: HTTPException):
+        param = getattr(error, "param", None)
+        return error_response(request, error.status_code, error.detail, param=param, headers=error.headers)
+
+    def checked(prompt: str, target: str, n: int, prompt_field: str = "prompt") -> str:
         if n > limits.max_n:
-            raise HTTPException(422, f"invalid request: n: at most {limits.max_n} variants per request, got {n}")
+            raise ApiError(422, f"invalid request: n: at most {limits.max_n} variants per request, got {n}", "n")
         if target not in PROFILES:
-            raise HTTPException(422, f"unknown target {target!r}; valid targets: {', '.join(PROFILES)}")
+            raise ApiError(422, f"unknown target {target!r}; valid targets: {', '.join(PROFILES)}", "target")
         try:
             return check_prompt(prompt)
         except ValueError as error:
-            raise HTTPException(422, str(error)) from error
+            raise ApiError(422, str(error), prompt_field) from error
 
     def admitted(units: int) -> None:
         """Counts a request's rewrites into the queue, or answers 429 when they do not fit."""
         retry_after = batcher.admit(units)
         if retry_after is not None:
-            raise HTTPException(
+            raise ApiError(
                 429,
                 f"the queue is full: {batcher.load} of max_queue {batcher.max_queue} rewrites are waiting or being "
                 f"generated and this request asks for {units} (a request counts its n); retry after {retry_after} s, "
@@ -355,11 +507,14 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
                 headers={"Retry-After": str(retry_after)},
             )
 
-    async def enhance_one(request: Request, prompt: str, target: str, n: int, seed, temperature, negative: bool):
-        prompt = checked(prompt, target, n)
+    async def enhance_one(
+        request: Request, prompt: str, target: str, n: int, seed, temperature, negative: bool, options=None
+    ):
+        prompt = checked(prompt, target, n, "prompt" if request.url.path == "/v1/enhance" else "messages")
         admitted(n)
         started = time.perf_counter()
-        job = batcher.submit(prompt, (target, n, seed, temperature, negative), units=n)
+        key = (target, n, seed, temperature, negative, tuple(sorted((options or {}).items())))
+        job = batcher.submit(prompt, key, units=n)
         client_left = asyncio.get_running_loop().create_task(_until_client_leaves(request))
         try:
             done, _ = await asyncio.wait(
@@ -372,12 +527,15 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
         if job.future.cancelled():
             if client_left in done:  # 499 as nginx logs it; no one reads the answer
                 batcher.hung_up += 1
-                raise HTTPException(499, "the client closed the connection before the answer")
-            raise HTTPException(504, f"no answer within {limits.request_timeout_s} s; try again later")
+                raise ApiError(499, "the client closed the connection before the answer")
+            raise ApiError(504, f"no answer within {limits.request_timeout_s} s; try again later")
         try:
             row, queue_s, generate_s, batch = job.future.result()
+        except ValueError as error:  # enhance() refuses bad input with a ValueError (e.g. instructions too long)
+            param, why = refused_options(options)
+            raise ApiError(422, f"invalid request: {error}{why}", param) from error
         except Exception as error:  # the model call failed for the whole batch
-            raise HTTPException(500, f"enhancing failed: {type(error).__name__}: {error}") from error
+            raise ApiError(500, f"enhancing failed: {type(error).__name__}: {error}") from error
         timings = {
             "queue_s": round(queue_s, 3),
             "generate_s": round(generate_s, 3),
@@ -385,10 +543,6 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
             "batch": batch,
         }
         return row, timings
-
-    @app.exception_handler(StarletteHTTPException)  # FastAPI's HTTPException and BodyLimit's
-    async def http_error(request: Request, error: StarletteHTTPException):
-        return JSONResponse({"error": error.detail}, status_code=error.status_code, headers=error.headers)
 
     page = (Path(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
     page = page.replace("__TARGETS__", json.dumps(list(PROFILES)))
@@ -413,7 +567,8 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
 
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [{"id": model_label, "object": "model", "owned_by": "enhancer"}]}
+        model = {"id": model_label, "object": "model", "created": started, "owned_by": "enhancer"}
+        return {"object": "list", "data": [model]}
 
     @app.post("/v1/enhance")
     async def enhance(body: EnhanceRequest, request: Request):
@@ -422,44 +577,89 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
         )
         return {**row.to_dict(), "variants": row.variants or [row.enhanced], "timings": timings}
 
+    def chat_options(body: ChatRequest, method: str) -> tuple[dict, list[str]]:
+        """The keywords for `enhancer.<method>` from the chat fields, and notes on the fields it cannot take."""
+        if None not in (body.max_tokens, body.max_completion_tokens) and body.max_tokens != body.max_completion_tokens:
+            raise ApiError(
+                422,
+                f"invalid request: max_tokens ({body.max_tokens}) and max_completion_tokens "
+                f"({body.max_completion_tokens}) disagree; they are one limit under two names: send one of them",
+                "max_completion_tokens",
+            )
+        max_tokens = body.max_completion_tokens or body.max_tokens
+        instructions = "\n\n".join(
+            text
+            for m in body.messages
+            if m.role in ("system", "developer") and (text := message_text(m.content).strip())
+        )
+        options, notes = {}, []
+        if max_tokens is not None:
+            if takes[method]["max_new_tokens"]:
+                options["max_new_tokens"] = max_tokens
+            else:
+                notes.append("max_tokens ignored: the enhancer behind this server takes no max_new_tokens")
+        if instructions:
+            if takes[method]["instructions"]:
+                options["instructions"] = instructions
+            else:
+                notes.append(
+                    "system message ignored: the enhancer behind this server takes no instructions, so the rewrite "
+                    "follows its own system prompt; put what you want in the user message instead"
+                )
+        return options, notes
+
+    def refused_options(options) -> tuple[str | None, str]:
+        """The field to blame, and a note for the message, when enhance() refuses a request's options."""
+        if options and "instructions" in options:  # the one option enhance() checks beyond our own validation
+            return "messages", " (the system and developer messages are passed as the enhancer's instructions)"
+        return None, ""
+
+    def usage(prompt: str, texts: list[str]) -> dict:
+        prompt_tokens, completion_tokens = count_tokens(prompt), sum(count_tokens(text) for text in texts)
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+
     @app.post("/v1/chat/completions")
     async def chat(body: ChatRequest, request: Request):
         users = [m for m in body.messages if m.role == "user"]
         if not users:
-            raise HTTPException(422, "messages: no user message; the last user message is the prompt to enhance")
-        content = users[-1].content
-        if isinstance(content, list):  # OpenAI content parts: the text ones
-            content = " ".join(str(part.get("text", "")) for part in content if part.get("type") == "text")
+            raise ApiError(
+                422, "messages: no user message; the last user message is the prompt to enhance", "messages"
+            )
+        content = message_text(users[-1].content)
+        streams = body.stream and body.n == 1 and hasattr(enhancer, "enhance_stream")
+        options, notes = chat_options(body, "enhance_stream" if streams else "enhance")
         if body.stream:
-            prompt = checked(content, body.target, body.n)
+            prompt = checked(content, body.target, body.n, "messages")
             admitted(body.n)
-            return stream_chat(prompt, body, request)
-        row, timings = await enhance_one(request, content, body.target, body.n, body.seed, body.temperature, False)
-        variants = row.variants or [row.enhanced]
+            return stream_chat(prompt, content, body, streams, options, notes, request)
+        row, timings = await enhance_one(
+            request, content, body.target, body.n, body.seed, body.temperature, False, options
+        )
+        cut = [cut_at_stop(text, body.stop) for text in row.variants or [row.enhanced]]
+        texts = [text for text, _ in cut]
+        reasons = finish_reasons(row, [hit for _, hit in cut])
+        extension = {"status": row.status, "message": row.message, "seed": row.seed, "timings": timings}
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": row.model or model_label,
             "choices": [
-                {
-                    "index": i,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop" if row.status == "ok" else "error",
-                }
-                for i, text in enumerate(variants)
+                {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": reason}
+                for i, (text, reason) in enumerate(zip(texts, reasons, strict=True))
             ],
-            "usage": {
-                "prompt_tokens": len(content.split()),
-                "completion_tokens": sum(len(t.split()) for t in variants),
-                "total_tokens": len(content.split()) + sum(len(t.split()) for t in variants),
-            },
-            "enhancer": {"status": row.status, "message": row.message, "seed": row.seed, "timings": timings},
+            "usage": usage(content, texts),
+            "enhancer": {**extension, "usage_counted_by": counted_by, **({"notes": notes} if notes else {})},
         }
 
-    def stream_chat(prompt: str, body: ChatRequest, request: Request):
+    def stream_chat(prompt: str, content: str, body: ChatRequest, streams: bool, options: dict, notes, request):
         """OpenAI's streaming format: a role chunk, content deltas as the rewrite is written, a last chunk with the
-        finish_reason (and enhancer's row), then `data: [DONE]`. Several variants (n > 1) are each sent whole.
+        finish_reason (and enhancer's row), with `stream_options.include_usage` a chunk with usage and no choices,
+        then `data: [DONE]`. Several variants (n > 1) are each sent whole. Text is cut before the first stop string.
 
         Its n rewrites are already admitted to the queue. The work starts here, not when the response body is first
         read, so that it is released whatever becomes of the response; a client that leaves (seen by a watcher, or
@@ -475,13 +675,9 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
             "created": int(time.time()),
             "model": model_label,
         }
-        streams = body.n == 1 and hasattr(enhancer, "enhance_stream")
         # n > 1, or an enhancer that does not stream: a batched job (which frees its own units when it ends)
-        job = (
-            None
-            if streams
-            else batcher.submit(prompt, (body.target, body.n, body.seed, body.temperature, False), body.n)
-        )
+        key = (body.target, body.n, body.seed, body.temperature, False, tuple(sorted(options.items())))
+        job = None if streams else batcher.submit(prompt, key, body.n)
         in_model = False
         held = [] if job else [body.n]  # a stream's admitted units, until its model call ends or it is dropped
 
@@ -490,6 +686,8 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
                 batcher.release(held.pop())
 
         def on_text(piece: str) -> bool:
+            # A stop string does not stop the engine: the rewrite runs to its end, so the row (its status, its
+            # cleanup) is the one the same request without `stream` gets; only the text after the stop is not sent.
             loop.call_soon_threadsafe(queue.put_nowait, ("text", piece))
             return left.is_set()
 
@@ -510,6 +708,7 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
                             target=body.target,
                             seed=body.seed,
                             temperature=body.temperature,
+                            **options,
                             **stop,
                         )
                         if not left.is_set():
@@ -541,33 +740,51 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
         def event(choices: list[dict], **extra) -> str:
             return f"data: {json.dumps({**identity, 'choices': choices, **extra}, ensure_ascii=False)}\n\n"
 
+        def delta(text: str, index: int = 0) -> str:
+            return event([{"index": index, "delta": {"content": text}, "finish_reason": None}])
+
         async def events():
-            shown = []
+            cutter = StopCutter(body.stop)
+            received = False  # text came as it was written (else the whole texts are sent at the end)
             try:
                 yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
                 while True:
                     kind, value = await queue.get()
                     if kind == "text":
-                        shown.append(value)
-                        yield event([{"index": 0, "delta": {"content": value}, "finish_reason": None}])
+                        received = True
+                        if shown := cutter.feed(value):
+                            yield delta(shown)
                         continue
                     if kind == "error":
-                        message = f"enhancing failed: {type(value).__name__}: {value}"
-                        yield f"data: {json.dumps({'error': {'message': message, 'type': 'server_error'}})}\n\n"
+                        if isinstance(value, ValueError):  # enhance_stream refused the request's options
+                            param, why = refused_options(options)
+                            error = openai_error(422, f"invalid request: {value}{why}", param)
+                        else:
+                            error = openai_error(500, f"enhancing failed: {type(value).__name__}: {value}")
+                        yield f"data: {json.dumps(error, ensure_ascii=False)}\n\n"
                         break
                     row = value
-                    variants = row.variants or [row.enhanced]
-                    finish = "stop" if row.status == "ok" else "error"
+                    cut = [cut_at_stop(text, body.stop) for text in row.variants or [row.enhanced]]
+                    texts = [text for text, _ in cut]
                     extension = {"status": row.status, "message": row.message, "seed": row.seed}
-                    if not shown:  # several variants, an engine that does not stream, or a fallback: whole texts
-                        for i, text in enumerate(variants):
-                            yield event([{"index": i, "delta": {"content": text}, "finish_reason": None}])
-                    elif "".join(shown) != row.enhanced:  # the final cleanup changed shown text (rare), or fallback
-                        extension["enhanced"] = row.enhanced
+                    if notes:
+                        extension["notes"] = notes
+                    if not received:  # several variants, an engine that does not stream, or a fallback: whole texts
+                        for i, text in enumerate(texts):
+                            yield delta(text, i)
+                    else:
+                        if tail := cutter.end():
+                            yield delta(tail)
+                        if cutter.sent != texts[0]:  # the final cleanup changed shown text (rare), or fallback
+                            extension["enhanced"] = texts[0]
+                    reasons = finish_reasons(row, [hit for _, hit in cut])
                     yield event(
-                        [{"index": i, "delta": {}, "finish_reason": finish} for i in range(len(variants))],
+                        [{"index": i, "delta": {}, "finish_reason": reason} for i, reason in enumerate(reasons)],
                         enhancer=extension,
                     )
+                    if (body.stream_options or {}).get("include_usage"):
+                        counted = {**extension, "usage_counted_by": counted_by}
+                        yield event([], usage=usage(content, texts), enhancer=counted)
                     yield "data: [DONE]\n\n"
                     break
             finally:  # also when the client hung up mid-stream: the engine stops at its next token
