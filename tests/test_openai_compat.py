@@ -20,7 +20,8 @@ from openai import OpenAI
 from enhancer.contracts import Enhancement
 from enhancer.enhance import Enhancer
 from enhancer.enhance.engines import ThinkingFilter, strip_thinking
-from enhancer.serve.api import ServeLimits, Server, StopCutter, cut_at_stop
+from enhancer.serve.api import ServeLimits, Server
+from enhancer.serve.openai_compat import StopCutter, cut_at_stop
 
 from chat_server import ChatServer
 from local_http import call

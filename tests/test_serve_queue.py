@@ -19,7 +19,8 @@ from enhancer.contracts import Enhancement
 from enhancer.enhance import Enhancer
 from enhancer.enhance.enhancer import STOPPED
 from enhancer.prompts import build_messages
-from enhancer.serve.api import Batcher, ServeLimits, Server
+from enhancer.serve.api import ServeLimits, Server
+from enhancer.serve.batcher import Batcher
 
 from local_http import call
 

@@ -45,14 +45,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import inspect
 import json
-import math
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +57,18 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request  # here, not in create_app: FastAPI resolves route annotations in this module
 
 from enhancer.prompts import PROFILES, check_prompt
+from enhancer.serve.batcher import Batcher, takes_keyword, until_client_leaves
 from enhancer.serve.http import LoopbackHostsOnly
 from enhancer.serve.limits import ServeLimits
+from enhancer.serve.openai_compat import (
+    ApiError,
+    StopCutter,
+    cut_at_stop,
+    finish_reasons,
+    message_text,
+    openai_error,
+    token_counter,
+)
 
 SEED = Field(None, ge=0, le=2**32 - 1)  # what every engine's sampler takes; 2**64 was a 500 before
 
@@ -111,286 +117,6 @@ class ChatRequest(BaseModel):
 
 OPEN_PATHS = ("/", "/healthz")  # the page (static, no data) and liveness need no key; the page asks for one
 OPENAI_ROUTES = ("/v1/chat/completions", "/v1/models")  # errors in OpenAI's shape; /v1/enhance keeps {"error": text}
-# Used only where the engine exposes no tokenizer (llama.cpp: the xllamacpp wheel has no tokenize call; a remote
-# endpoint): OpenAI's rule of thumb for English text.
-ESTIMATED_CHARS_PER_TOKEN = 4
-
-
-class ApiError(HTTPException):
-    """An HTTP error that names the request field at fault (`param`, in OpenAI's error shape)."""
-
-    def __init__(self, status_code: int, detail: str, param: str | None = None, headers: dict | None = None):
-        super().__init__(status_code, detail, headers)
-        self.param = param
-
-
-def openai_error(status: int, message: str, param: str | None = None) -> dict:
-    """OpenAI's error body. The openai SDKs pick the exception class from the status (401 AuthenticationError, 422
-    UnprocessableEntityError, 429 RateLimitError, 5xx InternalServerError) and read message, type, param, code."""
-    if status == 401:
-        kind, code = "authentication_error", "invalid_api_key"
-    elif status == 403:
-        kind, code = "permission_error", None
-    elif status == 429:
-        kind, code = "rate_limit_error", "rate_limit_exceeded"
-    elif status >= 500:
-        kind, code = "server_error", None
-    else:
-        kind, code = "invalid_request_error", None
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
-
-
-def message_text(content) -> str:
-    """A chat message's text: the string, or the text parts of OpenAI's content parts."""
-    if isinstance(content, list):
-        return " ".join(str(part.get("text", "")) for part in content if part.get("type") == "text")
-    return content or ""
-
-
-def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
-    """`text` up to the first occurrence of any stop string (not included), and whether one occurred."""
-    found = [at for at in (text.find(stop) for stop in stops) if at >= 0]
-    return (text[: min(found)], True) if found else (text, False)
-
-
-class StopCutter:
-    """`cut_at_stop` for text that arrives in pieces: `feed(piece)` returns what may be sent now, holding back a tail
-    one character shorter than the longest stop string, so a stop string split across pieces is still caught and
-    nothing after it is ever sent; `end()` returns the held tail. `sent` is everything returned so far."""
-
-    def __init__(self, stops: list[str]):
-        self.stops = stops
-        self.hold = max((len(stop) for stop in stops), default=1) - 1
-        self.pending = ""
-        self.sent = ""
-        self.stopped = False
-
-    def feed(self, piece: str) -> str:
-        if self.stopped:
-            return ""
-        self.pending += piece
-        text, self.stopped = cut_at_stop(self.pending, self.stops)
-        keep = len(text) if self.stopped else max(0, len(self.pending) - self.hold)
-        out, self.pending = text[:keep], "" if self.stopped else self.pending[keep:]
-        self.sent += out
-        return out
-
-    def end(self) -> str:
-        out, self.pending = ("" if self.stopped else self.pending), ""
-        self.sent += out
-        return out
-
-
-def token_counter(enhancer) -> tuple[Callable[[str], int], str]:
-    """How `usage` counts tokens, and how it says it counted them: with a `tokenize(text)` method or a Hugging Face
-    `tokenizer` on the enhancer or its engine (the transformers engine has one), else an estimate of
-    ESTIMATED_CHARS_PER_TOKEN characters a token (the llama.cpp and openai engines expose no tokenizer)."""
-    import copy
-
-    owners = (enhancer, getattr(enhancer, "engine", None))
-    tokenize = next((o.tokenize for o in owners if callable(getattr(o, "tokenize", None))), None)
-    if tokenize is not None:
-        return lambda text: len(tokenize(text)), "tokenizer"
-    tokenizer = next(
-        (o.tokenizer for o in owners if callable(getattr(getattr(o, "tokenizer", None), "encode", None))), None
-    )
-    if tokenizer is not None:
-        # A copy: a fast tokenizer used from two threads at once (this count, and the engine's padded batch encode
-        # in its worker thread) can fail with "Already borrowed".
-        counting = copy.deepcopy(tokenizer)
-        return lambda text: len(counting.encode(text, add_special_tokens=False)), "tokenizer"
-    estimate = f"estimate: {ESTIMATED_CHARS_PER_TOKEN} characters a token (the engine exposes no tokenizer)"
-    return lambda text: math.ceil(len(text) / ESTIMATED_CHARS_PER_TOKEN), estimate
-
-
-def finish_reasons(row, stopped: list[bool]) -> list[str]:
-    """OpenAI's finish_reason for each returned text: "stop" where a stop string ended it, "length" where the row
-    says max_tokens cut the rewrite (a `truncated` flag, or one per variant, where the enhancer sets it), else "stop"
-    (the rewrite's own end; a fallback's or error's status is in the `enhancer` field, as OpenAI has no such value)."""
-    truncated = getattr(row, "truncated", False) if row.status == "ok" else False
-    flags = list(truncated) if isinstance(truncated, list | tuple) else [bool(truncated)] * len(stopped)
-    return ["length" if i < len(flags) and flags[i] and not hit else "stop" for i, hit in enumerate(stopped)]
-
-
-@dataclass
-class _Job:
-    prompt: str
-    key: tuple
-    future: asyncio.Future  # cancelled when its client leaves or times out: the batcher then skips the job
-    units: int = 1  # rewrites it asks for (its n): what it counts against max_queue
-    queued: float = field(default_factory=time.perf_counter)
-    started: bool = False  # handed to a model call: its units stay counted until that call ends
-
-
-def _takes_keyword(function, name: str) -> bool:
-    """Whether `function` accepts the keyword `name` (a stand-in enhancer may not take `should_stop`)."""
-    try:
-        parameters = inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-
-
-async def _until_client_leaves(request) -> None:
-    """Returns once the client has closed its connection. The route has read the whole body, so the next ASGI
-    message is the disconnect, which uvicorn sends as soon as the socket closes (no polling)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
-class Batcher:
-    """Collects requests for `window` seconds (or `max_batch` of them) and runs each group of compatible ones
-    (same key: target, n, seed, temperature, negative and the further keywords, e.g. max_new_tokens and instructions,
-    as a tuple of (name, value) pairs) as one `enhancer.enhance(list)` call in a worker thread.
-
-    It also keeps the queue's count (`load`: rewrites admitted and not finished, against `max_queue`), drops jobs
-    whose client left before the model saw them, and stops a call at the next token once all its clients have left
-    (through `enhance(..., should_stop=...)` where the enhancer takes it)."""
-
-    def __init__(self, enhancer, window_s: float, max_batch: int, max_queue: int = 64):
-        self.enhancer = enhancer
-        self.window_s = window_s
-        self.max_batch = max_batch
-        self.max_queue = max_queue
-        self.queue: asyncio.Queue[_Job] | None = None
-        self.task: asyncio.Task | None = None
-        self.batches = 0  # generate calls made, for tests and /healthz
-        self.requests = 0
-        self.load = 0  # rewrites (a request's n) admitted and not finished: waiting, or in a model call
-        self.hung_up = 0  # requests whose client closed the connection before the answer
-        self.dropped = 0  # requests whose client left (or timed out) before the model saw them
-        self.stopped = 0  # model calls ended early because every client in them had left
-        self.seconds_per_unit: float | None = None  # model seconds per rewrite lately, for Retry-After
-        self.takes_stop = _takes_keyword(enhancer.enhance, "should_stop")
-        # How many model calls may run at once: llama.cpp decodes its slots together, so several calls (and
-        # streamed requests) overlap there; the transformers engine takes one batch at a time.
-        self.concurrency = max(1, int(getattr(getattr(enhancer, "engine", None), "concurrency", 1)))
-        self.gate: asyncio.Semaphore | None = None
-        self.running: set[asyncio.Task] = set()
-
-    def start(self) -> None:
-        self.queue = asyncio.Queue()
-        self.gate = asyncio.Semaphore(self.concurrency)
-        self.task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self.task:
-            self.task.cancel()
-
-    def admit(self, units: int) -> int | None:
-        """Counts a request's `units` (its n) in and returns None; when they do not fit under `max_queue`, counts
-        nothing and returns the seconds to suggest in Retry-After. Whoever admitted calls `release` (a job given to
-        `submit` is released by the batcher)."""
-        if self.load + units <= self.max_queue:
-            self.load += units
-            return None
-        return self.retry_after(units)
-
-    def release(self, units: int) -> None:
-        self.load -= units
-
-    def retry_after(self, units: int) -> int:
-        """Seconds until `units` would fit, at the pace of recent model calls: the rewrites that must finish first,
-        times the measured seconds per rewrite, spread over the calls that run at once. 1 before any call has
-        finished; at most 60, which OpenAI SDKs honour (newer ones give up past 120 s, older ones ignore past 60)."""
-        if self.seconds_per_unit is None:
-            return 1
-        waiting_for = self.load + units - self.max_queue
-        return min(60, max(1, math.ceil(waiting_for * self.seconds_per_unit / self.concurrency)))
-
-    def measured(self, seconds: float, units: int) -> None:
-        """A finished model call: `seconds` for `units` rewrites (a moving average, so one odd call weighs little)."""
-        rate = seconds / max(units, 1)
-        self.seconds_per_unit = rate if self.seconds_per_unit is None else 0.7 * self.seconds_per_unit + 0.3 * rate
-
-    def submit(self, prompt: str, key: tuple, units: int = 1) -> _Job:
-        """Queues a prompt whose `units` `admit` counted; `job.future` gets (row, queue_s, generate_s, batch size).
-        Cancel the future when its client leaves: a job not yet in a model call is dropped and its units freed."""
-        job = _Job(prompt, key, asyncio.get_running_loop().create_future(), units)
-        job.future.add_done_callback(lambda _: self._cancelled_before_start(job))
-        self.queue.put_nowait(job)
-        return job
-
-    def _cancelled_before_start(self, job: _Job) -> None:
-        if job.future.cancelled() and not job.started:
-            self.dropped += 1
-            self.release(job.units)
-
-    async def _run(self) -> None:
-        while True:
-            jobs = [await self.queue.get()]
-            deadline = time.perf_counter() + self.window_s
-            while len(jobs) < self.max_batch:
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    break
-                try:
-                    jobs.append(await asyncio.wait_for(self.queue.get(), remaining))
-                except TimeoutError:
-                    break
-            groups: dict[tuple, list[_Job]] = {}
-            for job in jobs:
-                if not job.future.done():  # its client gave up (timeout): do not spend the model on it
-                    groups.setdefault(job.key, []).append(job)
-            for key, group in groups.items():
-                await self.gate.acquire()  # waits while `concurrency` calls run
-                group = [job for job in group if not job.future.done()]  # clients that left during that wait
-                if not group:
-                    self.gate.release()
-                    continue
-                for job in group:
-                    job.started = True
-                task = asyncio.get_running_loop().create_task(self._generate(key, group))
-                self.running.add(task)
-                task.add_done_callback(self.running.discard)
-
-    async def _generate(self, key: tuple, group: list[_Job]) -> None:
-        try:
-            await self._generate_group(key, group)
-        finally:
-            self.gate.release()
-
-    async def _generate_group(self, key: tuple, group: list[_Job]) -> None:
-        target, n, seed, temperature, negative, options = key
-        started = time.perf_counter()
-        everyone_left = threading.Event()  # read by the engine's thread at every token
-
-        def left(_future) -> None:
-            if all(job.future.cancelled() for job in group):
-                everyone_left.set()
-
-        for job in group:
-            job.future.add_done_callback(left)
-        stop = {"should_stop": everyone_left.is_set} if self.takes_stop else {}
-        try:
-            rows = await asyncio.to_thread(
-                self.enhancer.enhance,
-                [job.prompt for job in group],
-                target=target,
-                n=n,
-                seed=seed,
-                temperature=temperature,
-                negative=negative,
-                **dict(options),
-                **stop,
-            )
-        except Exception as error:  # the whole call failed: every request in it says why
-            for job in group:
-                if not job.future.done():
-                    job.future.set_exception(error)
-            return
-        finally:
-            self.release(sum(job.units for job in group))
-        if everyone_left.is_set():  # stopped early (its rows say so) and no one to answer
-            self.stopped += 1
-            return
-        self.batches += 1
-        self.requests += len(group)
-        generate_s = time.perf_counter() - started
-        self.measured(generate_s, sum(job.units for job in group))
-        for job, row in zip(group, rows, strict=True):
-            if not job.future.done():
-                job.future.set_result((row, started - job.queued, generate_s, len(group)))
 
 
 class BodyLimit:
@@ -427,11 +153,11 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
 
     limits = limits or ServeLimits()
     batcher = Batcher(enhancer, limits.batch_window_ms / 1000, limits.max_batch, limits.max_queue)
-    stream_takes_stop = _takes_keyword(getattr(enhancer, "enhance_stream", None), "should_stop")
+    stream_takes_stop = takes_keyword(getattr(enhancer, "enhance_stream", None), "should_stop")
     # The chat route's keywords each call takes: a stand-in enhancer (or one older than `instructions`) may not.
     takes = {
         method: {
-            name: _takes_keyword(getattr(enhancer, method, None), name) for name in ("max_new_tokens", "instructions")
+            name: takes_keyword(getattr(enhancer, method, None), name) for name in ("max_new_tokens", "instructions")
         }
         for method in ("enhance", "enhance_stream")
     }
@@ -515,7 +241,7 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
         started = time.perf_counter()
         key = (target, n, seed, temperature, negative, tuple(sorted((options or {}).items())))
         job = batcher.submit(prompt, key, units=n)
-        client_left = asyncio.get_running_loop().create_task(_until_client_leaves(request))
+        client_left = asyncio.get_running_loop().create_task(until_client_leaves(request))
         try:
             done, _ = await asyncio.wait(
                 {job.future, client_left}, timeout=limits.request_timeout_s, return_when=asyncio.FIRST_COMPLETED
@@ -734,7 +460,7 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
         task.add_done_callback(batcher.running.discard)
         if job is None:
             task.add_done_callback(lambda _: release())
-        client_left = loop.create_task(_until_client_leaves(request))
+        client_left = loop.create_task(until_client_leaves(request))
         client_left.add_done_callback(lambda watcher: None if watcher.cancelled() else leave())
 
         def event(choices: list[dict], **extra) -> str:
