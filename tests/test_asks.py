@@ -241,3 +241,38 @@ def test_cli_image_and_vlm_end_to_end(tmp_path, cli_env):
         env=cli_env,
     )
     assert missing.returncode == 2 and "--vlm" in missing.stderr
+
+
+def test_the_http_api_takes_every_option_and_refuses_image_urls(tmp_path):
+    import base64
+
+    from enhancer.serve.api import ServeLimits, Server
+
+    from local_http import call
+    from vision_server import VisionChatServer
+
+    frame = frame_png(tmp_path / "f.png")
+    with open(frame, "rb") as handle:
+        data_uri = "data:image/png;base64," + base64.b64encode(handle.read()).decode()
+    with (
+        VisionChatServer(responder=lambda body: LIGHTHOUSE) as vlm,
+        ChatServer(responder=translate) as translator,
+    ):
+        enhancer, engine = recording_enhancer(vlm=vlm.base_url, translator=Translator(translator.base_url))
+        with Server(enhancer, limits=ServeLimits(max_image_bytes=20_000)) as server:
+            ask = {"prompt": "a fox in the snow", "mode": "concise", "instructions": "handheld", "lang": "de"}
+            status, body = call(f"{server.url}/v1/enhance", {**ask, "image": data_uri})
+            assert status == 200 and body["enhanced"].startswith("DE: "), body
+            turn = engine.user_turns()[-1]
+            assert "Also: handheld" in turn and f"starts from this image: {LIGHTHOUSE}" in turn
+            status, body = call(f"{server.url}/v1/enhance", {**ask, "image": "http://169.254.169.254/latest"})
+            assert status == 422 and "image: send the image itself as a data URI" in body["error"]
+            status, body = call(f"{server.url}/v1/enhance", {"prompt": "a fox", "mode": "epic"})
+            assert status == 422 and "unknown mode 'epic'" in body["error"]
+            status, body = call(f"{server.url}/v1/enhance", {"prompt": "a fox", "passthrough_words": -2})
+            assert status == 422 and "passthrough_words" in body["error"]
+            big = "data:image/png;base64," + "A" * 120_000  # over 64,000 + 4/3 of max_image_bytes
+            status, body = call(f"{server.url}/v1/enhance", {"prompt": "a fox", "image": big})
+            assert status == 413, body
+            status, body = call(f"{server.url}/v1/enhance", {"prompt": CAT})
+            assert status == 200 and "translated from Chinese" in body["message"]

@@ -232,7 +232,10 @@ def _enhance_streaming(enhancer, prompt: str, **options) -> None:
 @config_flag(ServeLimits, "request_timeout_s", "--timeout", "request_timeout_s")
 @config_flag(ServeLimits, "max_body_bytes")
 @config_flag(ServeLimits, "max_queue")
-def serve(model, adapter, engine, base_url, dtype, host, port, api_key, **flags):
+@config_flag(ServeLimits, "max_image_bytes")
+@click.option("--translator", help="Translates ideas in other languages and `lang` output: a URL or a model folder.")
+@click.option("--vlm", help="Describes a request's `image`: an OpenAI-compatible vision URL or a local VLM folder.")
+def serve(model, adapter, engine, base_url, dtype, host, port, api_key, translator, vlm, **flags):
     """Serve the enhancer over HTTP: /v1/enhance, OpenAI-compatible /v1/chat/completions, /v1/models, /healthz."""
     import socket
 
@@ -254,6 +257,8 @@ def serve(model, adapter, engine, base_url, dtype, host, port, api_key, **flags)
         base_url=base_url,
         dtype=dtype,
         batch_size=limits.max_batch,
+        translator=translator,
+        vlm=vlm,
         log=lambda m: click.echo(f"enhancer: {m}", err=True),
     )
     app = create_app(enhancer, limits, api_key)

@@ -46,6 +46,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import math
 import threading
 import time
 import uuid
@@ -80,6 +81,16 @@ class EnhanceRequest(BaseModel):
     seed: int | None = SEED
     temperature: float | None = Field(None, ge=0, le=2)
     negative: bool = False
+    lang: str | None = None  # the language to write in (needs the server's --translator or a multilingual model)
+    mode: str | None = None  # concise, cinematic, detailed
+    instructions: str | None = None  # the caller's direction, a sentence or two
+    passthrough_words: int | None = Field(None, ge=0, le=10_000)
+    image: str | None = None  # a data:image/...;base64 URI (this server fetches no URLs); needs the server's --vlm
+
+    def options(self) -> dict:
+        """The enhance() keywords this request sets."""
+        names = ("lang", "mode", "instructions", "passthrough_words", "image")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
 MAX_TOKENS = Field(None, ge=1, le=4096)  # as --max-new-tokens allows; the longest target's rewrite needs about 260
@@ -172,7 +183,13 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
         await batcher.stop()
 
     app = FastAPI(title="enhancer", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    # With a VLM the body may carry an image as base64 (4/3 of its bytes); without one an image is refused anyway.
+    body_limit = limits.max_body_bytes + (
+        math.ceil(limits.max_image_bytes * 4 / 3) if getattr(enhancer, "vlm", None) else 0
+    )
+    if hasattr(enhancer, "image_urls"):
+        enhancer.image_urls = False  # an image from a client is data, never a URL this server would fetch
+    app.add_middleware(BodyLimit, max_bytes=body_limit)
     if not api_key:  # a page that rebinds its DNS name to 127.0.0.1 gets 403, not the model (docs/security.md)
         app.add_middleware(LoopbackHostsOnly)
     app.state.batcher = batcher
@@ -189,8 +206,8 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
             if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
                 return error_response(request, 401, "missing or wrong API key: send Authorization: Bearer KEY")
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limits.max_body_bytes:
-            message = f"request body of {declared} bytes; the limit is {limits.max_body_bytes}"
+        if declared and declared.isdigit() and int(declared) > body_limit:
+            message = f"request body of {declared} bytes; the limit is {body_limit}"
             return error_response(request, 413, message)
         # A body without Content-Length (chunked) is counted as it arrives, by BodyLimit.
         return await call_next(request)
@@ -258,7 +275,7 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
         try:
             row, queue_s, generate_s, batch = job.future.result()
         except ValueError as error:  # enhance() refuses bad input with a ValueError (e.g. instructions too long)
-            param, why = refused_options(options)
+            param, why = refused_options(options, request.url.path)
             raise ApiError(422, f"invalid request: {error}{why}", param) from error
         except Exception as error:  # the model call failed for the whole batch
             raise ApiError(500, f"enhancing failed: {type(error).__name__}: {error}") from error
@@ -298,8 +315,16 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
 
     @app.post("/v1/enhance")
     async def enhance(body: EnhanceRequest, request: Request):
+        options = body.options()
+        if "image" in options and not options["image"].startswith("data:image/"):
+            raise ApiError(
+                422,
+                "invalid request: image: send the image itself as a data URI (data:image/png;base64,...); "
+                "this server fetches no URLs",
+                "image",
+            )
         row, timings = await enhance_one(
-            request, body.prompt, body.target, body.n, body.seed, body.temperature, body.negative
+            request, body.prompt, body.target, body.n, body.seed, body.temperature, body.negative, options
         )
         return {**row.to_dict(), "variants": row.variants or [row.enhanced], "timings": timings}
 
@@ -334,8 +359,10 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
                 )
         return options, notes
 
-    def refused_options(options) -> tuple[str | None, str]:
+    def refused_options(options, request_path: str = "") -> tuple[str | None, str]:
         """The field to blame, and a note for the message, when enhance() refuses a request's options."""
+        if request_path == "/v1/enhance":  # its own fields: the message names the one at fault
+            return None, ""
         if options and "instructions" in options:  # the one option enhance() checks beyond our own validation
             return "messages", " (the system and developer messages are passed as the enhancer's instructions)"
         return None, ""

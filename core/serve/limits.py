@@ -12,6 +12,10 @@ class ServeLimits:
 
     max_body_bytes: int = field(default=64_000, metadata={"help": "Largest request body; larger ones get 413."})
     max_n: int = field(default=8, metadata={"help": "Most variants one request may ask for."})
+    max_image_bytes: int = field(
+        default=4 << 20,
+        metadata={"help": "Largest image a request may carry (with --vlm); the body limit grows by its base64 size."},
+    )
     request_timeout_s: float = field(default=300.0, metadata={"help": "Seconds a request may wait for its rewrite."})
     batch_window_ms: float = field(
         default=20.0, metadata={"help": "How long the first request of a batch waits for others to join it."}
@@ -28,7 +32,10 @@ class ServeLimits:
     )
 
     def __post_init__(self):
-        if min(self.max_body_bytes, self.max_n, self.max_batch, self.max_queue) < 1 or self.request_timeout_s < 1:
+        if (
+            min(self.max_body_bytes, self.max_n, self.max_batch, self.max_queue, self.max_image_bytes) < 1
+            or self.request_timeout_s < 1
+        ):
             raise ValueError(
                 "serve: max_body_bytes, max_n, max_batch and max_queue must be >= 1 and request_timeout_s >= 1"
             )
