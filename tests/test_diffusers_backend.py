@@ -1,9 +1,11 @@
 """The diffusers backend on tiny random Wan, LTX-Video and CogVideoX pipelines built offline (tests/tiny_video.py):
-real pipelines, real mp4 files; and `enhancer video serve` in front of it, reached through the sora plugin."""
+real pipelines, real mp4 files, the text encoder's real input length (max_sequence_length); and `enhancer video
+serve` in front of it, reached through the sora plugin."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import subprocess
 
@@ -92,3 +94,38 @@ def test_video_serve_in_front_of_diffusers_reached_through_the_sora_plugin(tiny_
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def _text_lengths(backend, prompt: str) -> list[int]:
+    """Renders `prompt` for real and returns the sequence lengths the pipeline's text encoder was given."""
+    pipe = backend.pipeline()
+    lengths = []
+    hook = pipe.text_encoder.register_forward_pre_hook(lambda module, args: lengths.append(args[0].shape[-1]))
+    try:
+        backend.render(prompt, seed=0, seconds=0.5, size="32x32", negative_prompt=None)
+    finally:
+        hook.remove()
+    return lengths
+
+
+def test_ltx_reads_the_whole_ltx_prompt_not_diffusers_128_tokens(tiny_pipelines, tmp_path):
+    from diffusers import LTXPipeline, WanPipeline
+
+    from enhancer.prompts import PROFILES
+
+    # diffusers' defaults, read from the installed version: LTX's is shorter than the ltx target's prompts
+    assert inspect.signature(LTXPipeline.__call__).parameters["max_sequence_length"].default == 128
+    assert inspect.signature(WanPipeline.__call__).parameters["max_sequence_length"].default == 512
+    long_prompt = " ".join(["a red fox running over the snow field at dawn"] * 16)  # 160 words, ~170 tokens
+    assert len(long_prompt.split()) > PROFILES["ltx"].budget_words()
+    ltx = DiffusersBackend(str(tmp_path / "a"), model=str(tiny_pipelines["ltx"]), steps=1, fps=8)
+    assert ltx.max_sequence_length == 256 and ltx.cache_identity()["max_sequence_length"] == 256
+    assert set(_text_lengths(ltx, long_prompt)) == {256}  # prompt and negative, each padded to 256, none cut at 128
+    shorter = DiffusersBackend(str(tmp_path / "b"), model=str(tiny_pipelines["ltx"]), steps=1, fps=8,
+                               max_sequence_length=64)  # fmt: skip
+    assert set(_text_lengths(shorter, long_prompt)) == {64}  # the backend option wins
+    wan = DiffusersBackend(str(tmp_path / "c"), model=str(tiny_pipelines["wan"]), steps=1, fps=8)
+    assert wan.max_sequence_length is None and "max_sequence_length" not in wan.cache_identity()
+    assert set(_text_lengths(wan, "a red fox in the snow")) == {512}  # diffusers' own default, which holds 120 words
+    with pytest.raises(ValueError, match="CogVideoX reads exactly 226"):
+        DiffusersBackend(str(tmp_path), model=str(tiny_pipelines["cogvideox"]), max_sequence_length=300)

@@ -86,10 +86,11 @@ class EnhanceRequest(BaseModel):
     instructions: str | None = None  # the caller's direction, a sentence or two
     passthrough_words: int | None = Field(None, ge=0, le=10_000)
     image: str | None = None  # a data:image/...;base64 URI (this server fetches no URLs); needs the server's --vlm
+    max_new_tokens: int | None = Field(None, ge=8, le=4096)  # as --max-new-tokens; the ComfyUI node's max_words
 
     def options(self) -> dict:
         """The enhance() keywords this request sets."""
-        names = ("lang", "mode", "instructions", "passthrough_words", "image")
+        names = ("lang", "mode", "instructions", "passthrough_words", "image", "max_new_tokens")
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 

@@ -11,13 +11,20 @@ model_index.json), device (default cuda when available), dtype (default bfloat16
 guidance, fps (frames per second of the output; the frame count is seconds x fps rounded to what the model
 accepts), shift (flow-matching shift, where the scheduler has one), cpu_offload (model CPU offload for small
 GPUs), negative_prompt (default for requests without one), cost_per_second (what a second of video costs you
-in GPU time, for the budget; default 0).
+in GPU time, for the budget; default 0), max_sequence_length (the text encoder tokens the pipeline reads; see below).
+
+diffusers truncates a prompt at the pipeline's `max_sequence_length`, and for LTX-Video its default (128 T5 tokens)
+is shorter than enhancer's ltx prompts (up to 150 words, about 200 T5 tokens): the backend passes the ltx target's
+budget instead, rounded up to 64 (256, the length LTX-Video's own pipeline reads). The others keep diffusers'
+defaults, which hold their targets' prompts: Wan 512 UMT5 tokens (wan: 120 words), CogVideoX 226 T5 tokens (fixed
+by its transformer; the cogvideox target is cut to fit), HunyuanVideo 256 Llama tokens (hunyuan: 110 words).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import threading
 import time
@@ -26,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from enhancer import Video, hookimpl
+from enhancer.prompts import PROFILES
 from enhancer.video import parse_size, stable_seed, write_mp4
 
 # pipeline -> (diffusers class, frames must be k * step + 1, width and height multiple of, default fps)
@@ -36,6 +44,18 @@ PIPELINES = {
     "hunyuan": ("HunyuanVideoPipeline", 4, 16, 24),
 }
 CLASS_TO_PIPELINE = {spec[0]: name for name, spec in PIPELINES.items()}
+T5_TOKENS_PER_WORD = 1.35  # English prose in T5's tokenizer, as the cogvideox profile (enhancer.prompts) measures it
+COGVIDEOX_TEXT_TOKENS = 226  # CogVideoXTransformer3DModel's max_text_seq_length: its positions fit no other length
+
+
+def target_sequence_length(target: str) -> int:
+    """T5 tokens for the longest prompt of `target` (its word budget, plus the end token), rounded up to 64."""
+    tokens = math.ceil(PROFILES[target].budget_words() * T5_TOKENS_PER_WORD) + 1
+    return -(-tokens // 64) * 64
+
+
+# max_sequence_length passed where diffusers' default is too short for enhancer's prompts (None: diffusers' own)
+DEFAULT_SEQUENCE_LENGTH = {"ltx": target_sequence_length("ltx"), "wan": None, "cogvideox": None, "hunyuan": None}
 
 _LOADED: dict[tuple, object] = {}  # one pipeline per (model, class, device, dtype) per process
 _LOAD_LOCK = threading.Lock()
@@ -84,6 +104,7 @@ class DiffusersBackend:
         cpu_offload: bool = False,
         negative_prompt: str | None = None,
         cost_per_second: float = 0.0,
+        max_sequence_length: int | None = None,
     ):
         import torch
 
@@ -110,6 +131,16 @@ class DiffusersBackend:
         self.cost_per_second = float(cost_per_second)
         if self.steps < 1 or self.fps < 1:
             raise ValueError("steps and fps must be at least 1")
+        self.max_sequence_length = (
+            int(max_sequence_length) if max_sequence_length else DEFAULT_SEQUENCE_LENGTH[self.pipeline_name]
+        )
+        if self.max_sequence_length is not None and self.max_sequence_length < 1:
+            raise ValueError(f"max_sequence_length must be at least 1, got {max_sequence_length}")
+        if self.pipeline_name == "cogvideox" and self.max_sequence_length not in (None, COGVIDEOX_TEXT_TOKENS):
+            raise ValueError(
+                f"max_sequence_length={self.max_sequence_length}: CogVideoX reads exactly {COGVIDEOX_TEXT_TOKENS} T5 "
+                "tokens (its transformer's max_text_seq_length); drop the option"
+            )
 
     def cache_identity(self) -> dict:
         return {
@@ -122,6 +153,9 @@ class DiffusersBackend:
             "shift": self.shift,
             "dtype": self.dtype,
             "negative_prompt": self.negative_prompt,
+            # a longer one reads more of the prompt: another video (absent where diffusers' default applies, so
+            # the caches of those pipelines stay valid)
+            **({"max_sequence_length": self.max_sequence_length} if self.max_sequence_length else {}),
         }
 
     def estimate_cost(self, *, seconds: float, size: str) -> float:
@@ -178,6 +212,8 @@ class DiffusersBackend:
         negative = negative_prompt or self.negative_prompt
         if negative:
             options["negative_prompt"] = negative
+        if self.max_sequence_length is not None:
+            options["max_sequence_length"] = self.max_sequence_length
         with _RUN_LOCK, torch.inference_mode():
             frames = pipe(**options).frames[0]
         frames = np.asarray(frames)
@@ -190,7 +226,8 @@ class DiffusersBackend:
         frames = await asyncio.to_thread(
             self.render, prompt, seed=seed, seconds=seconds, size=size, negative_prompt=negative_prompt
         )
-        digest = stable_seed(self.model, self.steps, self.guidance, prompt, seed, seconds, size, negative_prompt)
+        parts = (self.model, self.steps, self.guidance, prompt, seed, seconds, size, negative_prompt)
+        digest = stable_seed(*parts, *([self.max_sequence_length] if self.max_sequence_length else []))
         path = self.out_dir / f"diffusers-{self.pipeline_name}-{digest:08x}.mp4"
         await asyncio.to_thread(write_mp4, frames, path, self.fps)
         return Video(
