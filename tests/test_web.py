@@ -56,3 +56,29 @@ def test_enhance_edit_and_copy_in_the_browser(browser, tiny_model_dir):
         cards[0].find_element(By.CLASS_NAME, "copy").click()
         WebDriverWait(browser, 10).until(lambda d: "copied variant 1" in d.find_element(By.ID, "status").text)
         assert cards[0].get_attribute("data-copied") == "Three red kites over the sea."
+
+
+def test_the_page_sends_an_image_a_mode_and_instructions(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from test_asks import LIGHTHOUSE, frame_png, recording_enhancer
+    from vision_server import VisionChatServer
+
+    with VisionChatServer(responder=lambda body: LIGHTHOUSE) as vlm:
+        enhancer, engine = recording_enhancer(vlm=vlm.base_url)
+        with Server(enhancer) as server:
+            browser.get(server.url + "/")
+            browser.find_element(By.ID, "prompt").send_keys("make it cinematic")
+            Select(browser.find_element(By.ID, "n")).select_by_visible_text("1")
+            Select(browser.find_element(By.ID, "mode")).select_by_visible_text("concise")
+            browser.find_element(By.ID, "instructions").send_keys("slow push-in")
+            browser.find_element(By.ID, "image").send_keys(frame_png(tmp_path / "frame.png"))
+            browser.find_element(By.ID, "enhance").click()
+            WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#variants .card"))
+    turn = engine.user_turns()[0]  # (the second is the negative prompt's)
+    assert "Idea: make it cinematic\nThe video starts from this image: " + LIGHTHOUSE in turn
+    assert "Also: slow push-in" in turn and "Keep it short" in turn
+    request = vlm.requests[-1]
+    image_part = next(part for part in request["messages"][-1]["content"] if part["type"] == "image_url")
+    assert image_part["image_url"]["url"].startswith("data:image/png;base64,")
