@@ -37,7 +37,7 @@ def test_enhance_edit_and_copy_in_the_browser(browser, tiny_model_dir):
         browser.find_element(By.ID, "key").send_keys("k3y")
         browser.find_element(By.ID, "save-key").click()
         browser.find_element(By.ID, "enhance").click()
-        cards = WebDriverWait(browser, 60).until(
+        cards = WebDriverWait(browser, 180).until(  # a hang guard: a busy 2-core machine is slow
             lambda d: (found := d.find_elements(By.CSS_SELECTOR, "#variants .card")) and len(found) == 2 and found
         )
         assert all(card.find_element(By.TAG_NAME, "textarea").get_attribute("value") for card in cards)
