@@ -60,7 +60,7 @@ class Sample:
     quote: list[str] | None = None  # strings it must copy verbatim
     style: str | None = None  # the style the user asked for
     target: str | None = None  # the target profile the rewrite was written for
-    kind: str | None = None  # "normal", "edge" or "adversarial" (an instruction or question, not a video idea)
+    kind: str | None = None  # "normal", "edge", "adversarial" (an instruction, not a video idea) or "multilingual"
 
     # the names scorers written before `simple`/`enhanced` use; read-only
     @property

@@ -130,7 +130,8 @@ def test_every_eval_prompt_that_names_a_style_passes_its_own_style_check():
     which no name of 3d-animation matched until it was added)."""
     from enhancer.data import load_eval
 
-    prompts = [p for p in load_eval([str(REPO / "data" / "eval")]) if p.style]
+    # multilingual rows name the style in the user's language (水彩, Aquarell); the English rewrite is judged
+    prompts = [p for p in load_eval([str(REPO / "data" / "eval")]) if p.style and p.kind != "multilingual"]
     assert len(prompts) >= 60
     scores = StyleScorer().score([Sample(p.simple, p.simple, style=p.style) for p in prompts])
     assert [p.id for p, s in zip(prompts, scores, strict=True) if s != 1.0] == []

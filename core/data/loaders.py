@@ -47,6 +47,7 @@ class EvalPrompt:
     style: str | None = None
     quote: list[str] = field(default_factory=list)
     kind: str = "normal"
+    lang: str = "en"  # the language `simple` is written in; keep words are English whatever it is
 
 
 @dataclass
@@ -147,7 +148,12 @@ def load_eval(paths: Iterable[str | Path]) -> list[EvalPrompt]:
             problems += [f"{line.where}: {p}" for p in found]
             continue
         data = line.data
-        rows.append(EvalPrompt(data["id"], data["simple"], data["keep"], data["style"], data["quote"], data["kind"]))
+        rows.append(
+            EvalPrompt(
+                data["id"], data["simple"], data["keep"], data["style"], data["quote"], data["kind"],
+                data.get("lang") or "en",
+            )
+        )  # fmt: skip
     if problems:
         raise DataError(problems)
     return rows

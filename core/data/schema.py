@@ -4,6 +4,10 @@ one row as strings (empty when the row is fine), so loaders and `enhancer data v
     stage 1  {"id", "simple", "detailed", "style", "target", "negative"}   data/stage1/*.jsonl
     stage 2  {"id", "simple"}                                            data/stage2/*.jsonl
     eval     {"id", "simple", "keep", "style", "quote", "kind"}           data/eval/*.jsonl
+
+Stage-1 and eval rows may add `"lang"`, the ISO 639-1 code of `simple` (data/stage1/multilingual.jsonl,
+data/eval/multilingual.jsonl). A row in another language than "en" keeps its facts translated: its `detailed`
+and its `keep` words are English, so they are not looked for in `simple`.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ STYLES = (
     "film-noir",
 )
 FORMS = ("structured", "paragraph")
-KINDS = ("normal", "edge", "adversarial")
+KINDS = ("normal", "edge", "adversarial", "multilingual")  # multilingual: keep words are English translations
 SECTIONS = ("Subject", "Action", "Scene", "Camera", "Lens", "Lighting", "Palette", "Motion", "Atmosphere")
 OPTIONAL_SECTIONS = ("Audio",)
 # Word budgets of `detailed` per form: a structured prompt carries labels, so it runs longer.
@@ -34,6 +38,7 @@ FIELDS = {
     "stage2": ("id", "simple"),
     "eval": ("id", "simple", "keep", "style", "quote", "kind"),
 }
+OPTIONAL_FIELDS = {"stage1": ("lang",), "eval": ("lang",)}
 
 
 def split_of(path: str) -> str:
@@ -65,15 +70,22 @@ def _text(row: dict, key: str) -> list[str]:
     return []
 
 
+def translated(row: dict) -> bool:
+    """Whether the row's `simple` is in another language than English (its `lang` says so)."""
+    return row.get("lang", "en") != "en"
+
+
 def _keys(row: dict, split: str) -> list[str]:
-    expected = FIELDS[split]
+    expected, optional = FIELDS[split], OPTIONAL_FIELDS.get(split, ())
     missing = [k for k in expected if k not in row]
-    extra = [k for k in row if k not in expected]
+    extra = [k for k in row if k not in expected + optional]
     problems = []
     if missing:
         problems.append(f"missing field(s) {', '.join(missing)}")
     if extra:
-        problems.append(f"unknown field(s) {', '.join(extra)}; {split} rows have {', '.join(expected)}")
+        problems.append(f"unknown field(s) {', '.join(extra)}; {split} rows have {', '.join(expected + optional)}")
+    if "lang" in row and not (isinstance(row["lang"], str) and re.fullmatch(r"[a-z]{2}", row["lang"])):
+        problems.append(f"lang {row['lang']!r} is not an ISO 639-1 code (two lowercase letters)")
     return problems
 
 
@@ -126,7 +138,7 @@ def check_eval(row: dict) -> list[str]:
     keep, quotes = row.get("keep"), row.get("quote")
     if not isinstance(keep, list) or not all(isinstance(k, str) and k for k in keep):
         problems.append("keep must be a list of words")
-    else:
+    elif not translated(row):  # in a translated row the keep words are English and simple is not
         problems += [f"keep word {k!r} does not occur in simple" for k in keep if k.lower() not in simple]
     if not isinstance(quotes, list) or not all(isinstance(q, str) and q for q in quotes):
         problems.append("quote must be a list of strings")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from enhancer.data.loaders import Line, read_lines
-from enhancer.data.schema import CHECKS, split_of
+from enhancer.data.schema import CHECKS, split_of, translated
 
 NEAR_DUPLICATE = 0.92
 DEFAULT_STYLES = ("realistic", "cinematic")  # what a rewrite may choose when the user names no style
@@ -71,13 +71,16 @@ def facts_dropped(row: dict) -> list[str]:
     from enhancer.scoring.text import StyleScorer, content_words, dropped, style_asked
 
     problems = []
-    missing = dropped(content_words(row["simple"]), row["detailed"])
+    # a translated pair (`lang` other than "en") keeps the facts in English words, not in the words of simple; nor
+    # do the style names (English) show in simple when the user named the style in their own language
+    foreign = translated(row)
+    missing = set() if foreign else dropped(content_words(row["simple"]), row["detailed"])
     if missing:
         problems.append(f"word(s) of simple missing in detailed: {', '.join(sorted(missing))}")
     asked = style_asked(Sample(row["simple"], row["detailed"]))
     if asked is not None and StyleScorer().score([Sample(row["simple"], row["detailed"], style=asked)]) == [0.0]:
         problems.append(f"simple asks for {asked} but detailed never names it")
-    elif asked is None and row.get("style") not in (None, *DEFAULT_STYLES):
+    elif asked is None and not foreign and row.get("style") not in (None, *DEFAULT_STYLES):
         problems.append(
             f"detailed is {row['style']} but simple never asks for it: name the style in simple, "
             "or the model learns to impose styles"

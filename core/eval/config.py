@@ -14,7 +14,7 @@ DEFAULT_SCORERS = ("faithfulness", "keep", "quote", "style", "coverage", "budget
 @dataclass
 class EvalConfig:
     prompts: list[str] = field(
-        default_factory=lambda: ["data/eval"],
+        default_factory=lambda: ["data/eval/prompts.jsonl"],  # the yardstick; multilingual.jsonl is its own slice
         metadata={"help": "Annotated eval prompts: JSONL files or folders (repeatable)."},
     )
     variants: list[str] = field(

@@ -128,6 +128,7 @@ def evaluate(
                     "id": prompt.id,
                     "simple": prompt.simple,
                     "kind": prompt.kind,
+                    "lang": prompt.lang,
                     "style": prompt.style,
                     **output,
                     "scores": scores,
@@ -271,6 +272,8 @@ def summarise(
         "differences": {},  # variant - the first variant, per metric, paired over prompts
         "by_style": {},
         "by_kind": {},
+        "by_lang": {},  # per language the prompts are written in (all "en" on the yardstick)
+        "answered_by_lang": {},  # rows with status ok, of all, per language
         "status": {},
         "checks": {},
     }
@@ -278,12 +281,20 @@ def summarise(
         summary["means"][variant] = {m: bootstrap_mean([value(variant, i, m) for i in ids], seed) for m in metrics}
         statuses = [rows[variant][i]["status"] for i in ids]
         summary["status"][variant] = {s: statuses.count(s) for s in sorted(set(statuses))}
+        answered = defaultdict(lambda: [0, 0])
+        for i in ids:
+            counts = answered[rows[variant][i].get("lang") or "en"]
+            counts[0] += rows[variant][i]["status"] == "ok"
+            counts[1] += 1
+        summary["answered_by_lang"][variant] = {lang: tuple(c) for lang, c in sorted(answered.items())}
         if checks is not None:
             summary["checks"][variant] = checks.summarise([rows[variant][i] for i in ids])
-        for field, key in (("by_style", "style"), ("by_kind", "kind")):
+        for field, key in (("by_style", "style"), ("by_kind", "kind"), ("by_lang", "lang")):
             groups = defaultdict(list)
             for i in ids:
-                groups[rows[variant][i][key] or "none"].append(value(variant, i, "composite"))
+                groups[rows[variant][i].get(key) or ("en" if key == "lang" else "none")].append(
+                    value(variant, i, "composite")
+                )
             summary[field][variant] = {g: bootstrap_mean(v, seed) for g, v in sorted(groups.items())}
     for a in variants:
         summary["win_rates"][a] = {
@@ -344,6 +355,21 @@ def summary_markdown(summary: dict) -> str:
         for metric in metrics:
             cells = [_signed(summary["differences"][v][metric]) for v in others]
             lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    languages = sorted({lang for v in variants for lang in summary.get("by_lang", {}).get(v, {})})
+    if len(languages) > 1:
+        lines += [
+            "",
+            "By the language the prompt is written in: composite (95% CI), and rewrites answered (status ok) of all.",
+            "",
+            "| language | " + " | ".join(variants) + " |",
+            "|---|" + "---|" * len(variants),
+        ]
+        for lang in languages:
+            cells = []
+            for v in variants:
+                ok, total = summary["answered_by_lang"][v].get(lang, (0, 0))
+                cells.append(f"{_fmt(summary['by_lang'][v][lang])}; {ok}/{total}")
+            lines.append(f"| {lang} | " + " | ".join(cells) + " |")
     if summary.get("checks"):
         lines += [
             "",

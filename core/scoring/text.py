@@ -79,7 +79,9 @@ class KeepScorer:
             if sample.kind == "adversarial":
                 scores.append(None)
                 continue
-            wanted = content_words(sample.simple) | {stem(k.lower()) for k in sample.keep or []}
+            wanted = {stem(k.lower()) for k in sample.keep or []}
+            if sample.kind != "multilingual":  # an idea in another language: only its (English) keep words count
+                wanted |= content_words(sample.simple)
             if not wanted:
                 scores.append(None)  # nothing to keep: cannot judge
                 continue

@@ -6,6 +6,8 @@
 - coverage: cinematic dimensions decided             - budget: inside the target's length budget and form
 - clean: no chatter, meta text, markup, loops, cut-off endings or leaked instructions
 - text: all of the above as one reward, their mean (the eval's composite with equal weights)
+- translated: for a prompt typed in another language, the English keep words present, times a penalty for the
+  user's own words copied instead of translated (None for English prompts; enhancer.scoring.translation)
 
 Combine them with weights in a recipe (`reward_weights`), e.g. `--reward keep,coverage,clean`. The scorers
 themselves live in the core (`enhancer.scoring`), which uses them for its own checks; this plugin registers them
@@ -16,10 +18,13 @@ from __future__ import annotations
 
 from enhancer import hookimpl
 from enhancer.scoring import TEXT_SCORERS
+from enhancer.scoring.translation import TranslationScorer
 
-SCORERS = dict(TEXT_SCORERS)
+SCORERS = dict(TEXT_SCORERS)  # the scorers that judge every prompt, English ones included
+# judges only prompts in another language than English (None on the rest), so it is not one of SCORERS
+LANGUAGE_SCORERS = {TranslationScorer.name: TranslationScorer}
 
 
 @hookimpl
 def enhancer_reward_scorers():
-    return dict(SCORERS)
+    return {**SCORERS, **LANGUAGE_SCORERS}
