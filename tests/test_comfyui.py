@@ -55,6 +55,7 @@ def served(tmp_path_factory):
     with ChatServer() as chat:
         enhancer = Enhancer.load(engine="openai", base_url=chat.base_url, log=lambda m: None)
         with Server(enhancer, api_key="k") as server:
+            server.chat = chat  # what the model was asked
             yield server
 
 
@@ -146,8 +147,19 @@ def test_server_mode_sends_the_target_and_a_length_and_never_cuts_words(pack, se
         enhance.enhance(gone, "a heron", "ltx", 1, 1, 0)
     with pytest.raises(ValueError, match="not an http\\(s\\) URL"):
         loader.load("server", "", "", "127.0.0.1:8000", "")
-    with pytest.raises(RuntimeError, match="source = server: /v1/enhance .* reads no image"):
+    # an IMAGE goes to the server as the PNG itself; this server has no --vlm, so it says so (422)
+    body = remote.body("a heron", target="ltx", n=1, seed=1, image=b"\x89PNG", mode="concise", lang="de")
+    assert body["image"] == "data:image/png;base64,iVBORw==" and body["mode"] == "concise" and body["lang"] == "de"
+    with pytest.raises(RuntimeError, match="answered 422.*vision model"):
         enhance.enhance(remote, "a heron", "ltx", 1, 1, 0, image=torch.zeros(1, 4, 4, 3))
+    # mode, language and instructions reach the model through the server (a multilingual one: it is told the
+    # language to write; the chat stand-in records what it was asked)
+    enhance.enhance(remote, "a heron", "ltx", 1, 1, 0, mode="concise", lang="de", instructions="slow pan")
+    asked = next(r for r in reversed(served.chat.requests) if "Idea: a heron" in r["messages"][-1]["content"])
+    turn = asked["messages"][-1]["content"]
+    assert "Also: slow pan" in turn and "Write the prompt in German." in turn and "Keep it short" in turn
+    status, _ = call(f"{served.url}/v1/enhance", {"prompt": "a heron", "mode": "epic"}, "k")
+    assert status == 422
 
 
 def test_local_source_keeps_the_model_until_unloaded_then_reloads(pack, tiny_model_dir):
@@ -180,8 +192,11 @@ class ReadsImages:
     def __init__(self):
         self.images = []
 
-    def enhance(self, prompt, target="generic", n=1, seed=None, negative=False, max_new_tokens=None, image=None):
+    def enhance(
+        self, prompt, target="generic", n=1, seed=None, negative=False, max_new_tokens=None, image=None, **asks
+    ):
         self.images.append(image)
+        self.asks = asks
         return Enhancement(prompt=prompt, enhanced=f"{prompt}, as the picture shows.", target=target, seed=seed)
 
 
@@ -217,7 +232,9 @@ def test_an_image_goes_to_an_enhancer_that_reads_images_and_is_refused_clearly_o
     prompt, _, _ = enhance.enhance(local, "a kite", "wan", 1, 2, 0, image=image)
     assert prompt == "a kite, as the picture shows." and reader.images == [pack.nodes.image_to_png(image)]
     enhance.enhance(local, "a kite", "wan", 1, 2, 0)
-    assert reader.images[-1] is None  # no image connected: none passed
+    assert reader.images[-1] is None and reader.asks == {}  # nothing connected or set: nothing passed
+    enhance.enhance(local, "a kite", "wan", 1, 2, 0, mode="detailed", lang=" ZH ", instructions=" at dusk ")
+    assert reader.asks == {"mode": "detailed", "lang": "zh", "instructions": "at dusk"}
     models[("text-stand-in", "", "")] = TextOnly()
     (text_only,) = loader.load("local", "text-stand-in", "", "", "")
     with pytest.raises(RuntimeError, match="reads no images .* Upgrade it .* or disconnect the image input"):

@@ -401,3 +401,27 @@ def test_the_openai_engine_never_streams_thinking():
         row = enhancer.enhance_stream("a fox in the snow", on_text=shown.append, seed=0)
     assert shown == [] and row.status == "fallback" and row.enhanced == "a fox in the snow"
     assert "ThinkingUnfinished" in row.message
+
+
+def test_enhancers_own_fields_ride_in_extra_body(tiny_model_dir):
+    """lang, mode and passthrough_words, as /v1/enhance takes them, from the official client's extra_body."""
+    import openai
+
+    from enhancer.enhance import Enhancer
+
+    enhancer = Enhancer.load(model=str(tiny_model_dir), max_new_tokens=12, log=lambda m: None)
+    with Server(enhancer) as server:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
+        long_idea = " ".join(["a red kite over a grey sea at dawn"] * 4)
+        reply = client.chat.completions.create(
+            model="x", messages=[{"role": "user", "content": long_idea}], extra_body={"passthrough_words": 20}
+        )
+        assert reply.choices[0].message.content == long_idea  # passed through, as asked
+        with pytest.raises(openai.UnprocessableEntityError, match="unknown mode 'epic'"):
+            client.chat.completions.create(
+                model="x", messages=[{"role": "user", "content": "a kite"}], extra_body={"mode": "epic"}
+            )
+        with pytest.raises(openai.UnprocessableEntityError, match="unknown language"):
+            client.chat.completions.create(
+                model="x", messages=[{"role": "user", "content": "a kite"}], extra_body={"lang": "xx"}
+            )

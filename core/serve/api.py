@@ -113,6 +113,9 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = MAX_TOKENS
     stop: list[str] | str | None = Field(None, validate_default=True)  # a list after validation, [] for none
     target: str = "generic"  # extra_body={"target": "wan"} from the OpenAI client
+    lang: str | None = None  # extra_body too, as /v1/enhance's fields
+    mode: str | None = None
+    passthrough_words: int | None = Field(None, ge=0, le=10_000)
     stream: bool = False
     stream_options: dict[str, Any] | None = None  # {"include_usage": true}: a last chunk with usage
 
@@ -169,7 +172,8 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
     # The chat route's keywords each call takes: a stand-in enhancer (or one older than `instructions`) may not.
     takes = {
         method: {
-            name: takes_keyword(getattr(enhancer, method, None), name) for name in ("max_new_tokens", "instructions")
+            name: takes_keyword(getattr(enhancer, method, None), name)
+            for name in ("max_new_tokens", "instructions", "lang", "mode", "passthrough_words")
         }
         for method in ("enhance", "enhance_stream")
     }
@@ -345,6 +349,13 @@ def create_app(enhancer, limits: ServeLimits | None = None, api_key: str | None 
             if m.role in ("system", "developer") and (text := message_text(m.content).strip())
         )
         options, notes = {}, []
+        for name in ("lang", "mode", "passthrough_words"):  # enhancer's own fields, sent in extra_body
+            if getattr(body, name) is not None:
+                if not takes[method][name]:
+                    raise ApiError(
+                        422, f"invalid request: {name}: the enhancer behind this server takes no {name}", name
+                    )
+                options[name] = getattr(body, name)
         if max_tokens is not None:
             if takes[method]["max_new_tokens"]:
                 options["max_new_tokens"] = max_tokens

@@ -6,6 +6,7 @@ __init__.py; tests/test_comfyui.py loads the folder the way ComfyUI's `load_cust
 
 from __future__ import annotations
 
+import base64
 import gc
 import inspect
 import io
@@ -108,10 +109,11 @@ class LocalEnhancer:
             free_memory()
         return dropped
 
-    def enhance(self, prompt, *, target, n, seed, max_new_tokens=None, image=None) -> dict:
+    def enhance(self, prompt, *, target, n, seed, max_new_tokens=None, image=None, **asks) -> dict:
         enhancer = self.model()
         try:
             options = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
+            options.update(asks)  # mode, lang, instructions
             if image is not None:
                 options["image"] = image
                 if not takes_keyword(enhancer.enhance, "image"):
@@ -146,19 +148,16 @@ class RemoteEnhancer:
         self.api_key = api_key
         self.timeout = timeout
 
-    def body(self, prompt, *, target, n, seed, max_new_tokens=None) -> dict:
-        body = {"prompt": prompt, "target": target, "n": n, "seed": seed, "negative": True}
-        if max_new_tokens:  # the same keyword as Enhancer.enhance; a server that takes no length ignores it
+    def body(self, prompt, *, target, n, seed, max_new_tokens=None, image=None, **asks) -> dict:
+        body = {"prompt": prompt, "target": target, "n": n, "seed": seed, "negative": True, **asks}
+        if max_new_tokens:  # the same keyword as Enhancer.enhance
             body["max_new_tokens"] = max_new_tokens
+        if image is not None:  # the PNG itself: the server fetches no URLs (it needs `enhancer serve --vlm`)
+            body["image"] = "data:image/png;base64," + base64.b64encode(image).decode("ascii")
         return body
 
-    def enhance(self, prompt, *, target, n, seed, max_new_tokens=None, image=None) -> dict:
-        if image is not None:  # sending it to a server that ignores it would return a prompt blind to the image
-            raise RuntimeError(
-                "EnhancePrompt: an IMAGE is connected, but source = server: /v1/enhance of enhancer serve reads no "
-                "image. Set the loader's source to local (with an enhancer that reads images), or disconnect it."
-            )
-        body = self.body(prompt, target=target, n=n, seed=seed, max_new_tokens=max_new_tokens)
+    def enhance(self, prompt, *, target, n, seed, max_new_tokens=None, image=None, **asks) -> dict:
+        body = self.body(prompt, target=target, n=n, seed=seed, max_new_tokens=max_new_tokens, image=image, **asks)
         request = urllib.request.Request(
             f"{self.url}/v1/enhance", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
         )
@@ -243,15 +242,27 @@ class EnhancePrompt:
             "optional": {
                 "image": (
                     "IMAGE",
-                    {"tooltip": "the frame the video starts from (local source, enhancer with vision)"},
+                    {"tooltip": "the frame the video starts from (needs the loader's vlm, or enhancer serve --vlm)"},
                 ),
+                "mode": (["cinematic", "concise", "detailed"], {"default": "cinematic"}),
+                "lang": (
+                    "STRING",
+                    {"default": "en", "tooltip": "the language to write in (ISO 639-1: en, zh, de...)"},
+                ),
+                "instructions": ("STRING", {"default": "", "tooltip": "your direction, e.g. night, handheld camera"}),
             },
         }
 
-    def enhance(self, enhancer, prompt, target, n, seed, max_words, image=None):
+    def enhance(self, enhancer, prompt, target, n, seed, max_words, image=None, mode="cinematic", lang="en",
+                instructions=""):  # fmt: skip
         max_new_tokens = int(max_words * TOKENS_PER_WORD) + 8 if max_words else None
         png = image_to_png(image) if image is not None else None
-        row = enhancer.enhance(prompt, target=target, n=n, seed=seed, max_new_tokens=max_new_tokens, image=png)
+        asks = {"mode": mode} if mode and mode != "cinematic" else {}
+        if lang and lang.strip().lower() != "en":
+            asks["lang"] = lang.strip().lower()
+        if instructions and instructions.strip():
+            asks["instructions"] = instructions.strip()
+        row = enhancer.enhance(prompt, target=target, n=n, seed=seed, max_new_tokens=max_new_tokens, image=png, **asks)
         variants = row.get("variants") or [row["enhanced"]]
         if row.get("status", "ok") != "ok":
             log.warning("enhancer: %s for %r: %s", row.get("status"), prompt, row.get("message"))
