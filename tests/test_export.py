@@ -27,6 +27,7 @@ def adapter_dir(tiny_model_dir, tmp_path):
     return path
 
 
+@pytest.mark.slow  # the GGUF tests merge the adapter by default (test_the_adapter_is_merged_and_errors_are_clear)
 def test_merged_model_matches_base_plus_adapter(tiny_model_dir, adapter_dir, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM

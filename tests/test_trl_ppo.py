@@ -142,7 +142,10 @@ def test_trl_ppo_trains_folds_and_resumes(tiny_model_dir, tmp_path):
     assert json.loads((final / "enhancer.json").read_text())["stage2"]["updates"] == 3
 
 
-@pytest.mark.parametrize("trainer", ["trl_ppo", pytest.param("trl_grpo", marks=pytest.mark.slow)])
+# slow-marked both: resuming after a kill runs by default in test_multiprocess (a killed rank) and test_sft
+@pytest.mark.parametrize(
+    "trainer", [pytest.param("trl_ppo", marks=pytest.mark.slow), pytest.param("trl_grpo", marks=pytest.mark.slow)]
+)
 def test_a_run_killed_mid_step_resumes_without_repeating_work(trainer, tiny_model_dir, tmp_path, cli_env):
     import os
     import signal
