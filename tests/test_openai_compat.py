@@ -26,7 +26,6 @@ from enhancer.serve.openai_compat import StopCutter, cut_at_stop
 from chat_server import ChatServer
 from local_http import call
 
-HANG_GUARD_S = 60  # only so a broken server fails the test instead of hanging it
 REWRITE = (
     "A red fox trots across a snowy field at dawn. The camera tracks low beside it on a 50mm lens. "
     "Soft pink light rakes across the drifts, and the mood is quiet and cold."
@@ -52,7 +51,7 @@ class StandIn:
 
     def _row(self, prompt: str, n: int, seed) -> Enhancement:
         if self.gate is not None:
-            assert self.gate.wait(HANG_GUARD_S)
+            self.gate.wait()
         if self.status == "fallback":
             return Enhancement(prompt=prompt, enhanced=prompt, status="fallback", message="engine failed", seed=seed)
         variants = [REWRITE] + [f"{REWRITE} Variant {i}." for i in range(1, n)]
@@ -262,9 +261,7 @@ def test_a_full_queue_is_a_rate_limit_error():
         with ThreadPoolExecutor(1) as pool:
             try:
                 waiting = pool.submit(client.chat.completions.create, model="m", messages=user())
-                deadline = time.monotonic() + HANG_GUARD_S
-                while call(server.url + "/healthz")[1]["queue"] < 1:
-                    assert time.monotonic() < deadline, "hang guard: the first request never reached the queue"
+                while call(server.url + "/healthz")[1]["queue"] < 1:  # pytest's own timeout ends a hang
                     time.sleep(0.02)
                 for stream in (False, True):
                     with pytest.raises(openai.RateLimitError, match="the queue is full") as refused:
@@ -273,7 +270,7 @@ def test_a_full_queue_is_a_rate_limit_error():
                     assert refused.value.response.headers["Retry-After"] == "1"
             finally:
                 gate.set()
-            assert waiting.result(timeout=HANG_GUARD_S).choices[0].message.content == REWRITE
+            assert waiting.result().choices[0].message.content == REWRITE
 
 
 def test_a_failing_enhancer_is_a_server_error_whole_or_mid_stream():
@@ -328,11 +325,12 @@ def test_finish_reason_takes_only_openais_values():
 
 
 def test_models_lists_the_served_model_with_created():
-    before = int(time.time())
     with Server(StandIn()) as server:
         [model] = client_for(server).models.list().data
+        [again] = client_for(server).models.list().data
     assert model.id == "stand-in" and model.object == "model" and model.owned_by == "enhancer"
-    assert isinstance(model.created, int) and before <= model.created <= int(time.time())
+    assert isinstance(model.created, int) and model.created > 1_700_000_000  # unix seconds, not a count or a float
+    assert again.created == model.created  # the server's start, not the time of the request
 
 
 # ------------------------------------------------------------------------- <think> blocks, openai engine

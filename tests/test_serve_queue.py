@@ -24,8 +24,6 @@ from enhancer.serve.batcher import Batcher
 
 from local_http import call
 
-HANG_GUARD_S = 60  # only so a broken server fails the test instead of hanging it
-
 
 class SlowEnhancer:
     """A stand-in for `Enhancer` whose calls wait until the test sets `gate`, or until the server's `should_stop`
@@ -85,7 +83,7 @@ def stand_in():
 def post(url: str, path: str, body: dict):
     """(status, headers, decoded body) of a POST, whatever the status."""
     parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=HANG_GUARD_S)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port)
     try:
         connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
         response = connection.getresponse()
@@ -97,7 +95,7 @@ def post(url: str, path: str, body: dict):
 def send_and_hold(url: str, path: str, body: dict) -> http.client.HTTPConnection:
     """Sends a POST and reads nothing: closing the returned connection is a client hanging up."""
     parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=HANG_GUARD_S)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port)
     connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
     return connection
 
@@ -109,10 +107,9 @@ def health(server) -> dict:
 
 
 def wait_until(condition, what: str) -> None:
-    deadline = time.monotonic() + HANG_GUARD_S
+    """Poll until `condition()` (`what` says what for the reader). No clock: pytest's own timeout (pyproject.toml)
+    ends a server that never gets there, so a busy machine is only slower, never a failure."""
     while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"hang guard: still waiting for {what}")
         time.sleep(0.02)
 
 
@@ -124,7 +121,7 @@ def test_a_full_queue_answers_429_with_retry_after_and_serves_again_once_drained
     limits = ServeLimits(max_queue=3, max_n=2, batch_window_ms=0)
     with Server(stand_in, limits=limits) as server, ThreadPoolExecutor(2) as pool:
         first = pool.submit(post, server.url, "/v1/enhance", {"prompt": "a fox in the snow", "n": 2})
-        assert stand_in.began.acquire(timeout=HANG_GUARD_S)  # in the model: 2 of 3 places
+        stand_in.began.acquire()  # in the model: 2 of 3 places
         second = pool.submit(post, server.url, "/v1/chat/completions", chat("a heron in the reeds"))
         wait_until(lambda: health(server)["queue"] == 3, "the second request to be queued")
 
@@ -140,9 +137,9 @@ def test_a_full_queue_answers_429_with_retry_after_and_serves_again_once_drained
         assert health(server)["queue"] == 3  # refused requests count nothing
 
         stand_in.gate.set()
-        status, _, row = first.result(timeout=HANG_GUARD_S)
+        status, _, row = first.result()
         assert status == 200 and row["variants"] == ["a fox in the snow, rewritten", "a fox in the snow, rewrite 1"]
-        status, _, completion = second.result(timeout=HANG_GUARD_S)
+        status, _, completion = second.result()
         assert status == 200 and completion["choices"][0]["message"]["content"] == "a heron in the reeds, rewritten"
         wait_until(lambda: health(server)["queue"] == 0, "the queue to drain")
         status, _, row = post(server.url, "/v1/enhance", {"prompt": "an owl at night", "n": 2})
@@ -155,7 +152,7 @@ def test_clients_that_hang_up_cost_the_model_nothing_more(stand_in):
     free their places at once, and the running call stops when its only client leaves."""
     with Server(stand_in, limits=ServeLimits(batch_window_ms=0)) as server:
         running = send_and_hold(server.url, "/v1/enhance", {"prompt": "a running fox"})
-        assert stand_in.began.acquire(timeout=HANG_GUARD_S)
+        stand_in.began.acquire()
         queued = [
             send_and_hold(server.url, "/v1/enhance", {"prompt": "a queued heron", "n": 8}),
             send_and_hold(server.url, "/v1/chat/completions", chat("a queued owl", n=2, stream=True)),  # batched
@@ -168,7 +165,7 @@ def test_clients_that_hang_up_cost_the_model_nothing_more(stand_in):
         assert health(server)["dropped"] == 3
 
         running.close()
-        assert stand_in.stopped.wait(HANG_GUARD_S)  # the running call's should_stop turned True
+        stand_in.stopped.wait()  # the running call's should_stop turned True
         wait_until(lambda: health(server)["queue"] == 0, "the stopped call to free its place")
         stand_in.gate.set()
         status, _, row = post(server.url, "/v1/enhance", {"prompt": "a live swan"})
@@ -183,7 +180,7 @@ def test_a_call_stops_only_when_every_client_in_it_has_left(stand_in):
     with Server(stand_in, limits=limits) as server, ThreadPoolExecutor(1) as pool:
         leaving = send_and_hold(server.url, "/v1/enhance", {"prompt": "a fox that leaves"})
         staying = pool.submit(post, server.url, "/v1/enhance", {"prompt": "a heron that stays"})
-        assert stand_in.began.acquire(timeout=HANG_GUARD_S)
+        stand_in.began.acquire()
         assert sorted(stand_in.prompts) == ["a fox that leaves", "a heron that stays"]  # one call
         leaving.close()
         wait_until(lambda: health(server)["hung_up"] == 1, "the server to see the client hang up")
@@ -191,7 +188,7 @@ def test_a_call_stops_only_when_every_client_in_it_has_left(stand_in):
         wait_until(lambda: stand_in.asked > asked + 1, "the call to ask should_stop again")
         assert not stand_in.stopped.is_set()  # one client still waits: the call goes on
         stand_in.gate.set()
-        status, _, row = staying.result(timeout=HANG_GUARD_S)
+        status, _, row = staying.result()
         counts = health(server)
     assert status == 200 and row["enhanced"] == "a heron that stays, rewritten"
     assert counts["stopped"] == 0 and counts["dropped"] == 0 and counts["requests"] == 2
@@ -202,10 +199,10 @@ def test_a_streamed_request_stops_when_its_client_leaves(stand_in):
         streamed = send_and_hold(server.url, "/v1/chat/completions", chat("a streamed fox", stream=True))
         response = streamed.getresponse()
         assert response.status == 200 and response.read(6) == b"data: "  # the role chunk
-        assert stand_in.began.acquire(timeout=HANG_GUARD_S)
+        stand_in.began.acquire()
         response.close()  # the response holds the socket too
         streamed.close()
-        assert stand_in.stopped.wait(HANG_GUARD_S)  # enhance_stream's should_stop turned True
+        stand_in.stopped.wait()  # enhance_stream's should_stop turned True
         wait_until(lambda: health(server)["queue"] == 0, "the stream to free its place")
         stand_in.gate.set()
         status, _, row = post(server.url, "/v1/enhance", {"prompt": "a live swan"})

@@ -44,18 +44,17 @@ def head(port: int, *, length: str | None, key: str | None = KEY, content_type="
     return ("\r\n".join(lines) + extra).encode()
 
 
-def wait_for(condition, what: str, guard_s: float = 120.0):
-    """Poll until `condition()`; the limit only keeps a broken server from hanging the run."""
-    give_up = time.monotonic() + guard_s
+def wait_for(condition) -> None:
+    """Poll until `condition()`. No clock here: a server that never gets there is ended by pytest's own timeout
+    (pyproject.toml), so a busy machine is only slower, never a failure."""
     while not condition():
-        assert time.monotonic() < give_up, f"still waiting for {what}"
         time.sleep(0.05)
 
 
 def make_one_video(port: int, key: str | None = KEY) -> bytes:
     status, _, job = post_json(port, "/v1/videos", {"prompt": "a red fox", "seconds": "1", "size": "64x48"}, key=key)
     assert status == 200, job
-    wait_for(lambda: get(port, f"/v1/videos/{job['id']}", key=key)[2]["status"] == "completed", "the job")
+    wait_for(lambda: get(port, f"/v1/videos/{job['id']}", key=key)[2]["status"] == "completed")
     status, headers, content = get(port, f"/v1/videos/{job['id']}/content", key=key)
     assert status == 200 and headers["content-type"] == "video/mp4" and content[4:8] == b"ftyp"
     return content
@@ -186,14 +185,14 @@ def test_pending_jobs_are_capped_and_finished_ones_forgotten(tmp_path):
         )
         assert status == 200 and again["id"] == ids[0]  # a retry of an accepted job is no new job
         backend.gate.set()
-        wait_for(lambda: all(server.jobs[i].status == "completed" for i in ids), "the first jobs")
+        wait_for(lambda: all(server.jobs[i].status == "completed" for i in ids))
         for seed in range(4, 9):
             status, _, job = post_json(
                 port, "/v1/videos", {"prompt": "a fox", "seed": seed}, extra=f"Idempotency-Key: k{seed}\r\n"
             )
             assert status == 200, job
             ids.append(job["id"])
-            wait_for(lambda job=job: server.jobs[job["id"]].status == "completed", "a job")
+            wait_for(lambda job=job: server.jobs[job["id"]].status == "completed")
         assert list(server.jobs) == ids[-3:]  # the oldest finished ones went first
         assert set(server.by_idempotency_key) == {"k6", "k7", "k8"}
         status, _, answer = get(port, f"/v1/videos/{ids[0]}")
@@ -222,13 +221,13 @@ def test_connections_over_the_cap_get_503_and_the_server_recovers(tmp_path):
         port = server.httpd.server_address[1]
         idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]  # each holds a handler thread
         try:
-            wait_for(lambda: server.httpd.slots._value == 0, "two connections in handlers")
+            wait_for(lambda: server.httpd.slots._value == 0)
             status, headers, answer = get(port, "/v1/videos/video_" + "0" * 24)
             assert status == 503 and headers["retry-after"] == "1" and "connections" in answer["error"]["message"]
         finally:
             for connection in idle:
                 connection.close()
-        wait_for(lambda: server.httpd.slots._value == 2, "the idle connections to end")
+        wait_for(lambda: server.httpd.slots._value == 2)
         status, _, answer = get(port, "/v1/videos/video_" + "0" * 24)
         assert status == 404
 
