@@ -5,6 +5,7 @@ Plugins depend on this module only (plus `enhancer.hookimpl`), so it imports not
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -171,3 +172,13 @@ def _plain_text(value: Any) -> str:
     if isinstance(value, list) and value and isinstance(value[-1], dict):
         return str(value[-1].get("content", ""))
     return str(value)
+
+
+def takes_keyword(function, name: str) -> bool:
+    """Whether `function` accepts the keyword `name`: how a caller tells which options an enhancer (or a stand-in,
+    or an older version) takes, e.g. `should_stop`, `instructions` or `image`."""
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())

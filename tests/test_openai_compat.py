@@ -343,6 +343,8 @@ def test_think_blocks_are_stripped_wherever_they_are_and_an_open_one_drops_the_r
     assert strip_thinking(THINKING_REPLY) == (f"\n\n{REWRITE}", False)
     assert strip_thinking(f"A fox.<think>{THOUGHTS}</think> In the snow.") == ("A fox. In the snow.", False)
     assert strip_thinking(f"<think>{THOUGHTS}") == ("", True)  # ran out of tokens while thinking
+    # the template opened the block in the prompt (DeepSeek-R1 style): only its end is in the reply
+    assert strip_thinking(f"{THOUGHTS}</think>{REWRITE}") == (REWRITE, False)
     assert strip_thinking("A fox in the snow, no thinking at all.") == (
         "A fox in the snow, no thinking at all.",
         False,

@@ -59,15 +59,20 @@ def idea_words(text: str) -> int:
     return len(CJK.sub(" ", text).split()) + (cjk + 1) // 2
 
 
+def pass_through_length(ask: Ask, budget_words: int) -> int:
+    """Ideas this many words long or longer are returned as they are (0: never)."""
+    return budget_words if ask.passthrough_words is None else int(ask.passthrough_words)
+
+
 def passes_through(text: str, ask: Ask, budget_words: int) -> bool:
-    threshold = budget_words if ask.passthrough_words is None else int(ask.passthrough_words)
+    threshold = pass_through_length(ask, budget_words)
     return bool(threshold) and idea_words(text) >= threshold
 
 
 def prepare(enhancer, texts: list[str], ask: Ask, budget_words: int) -> list[Prepared]:
     """Each text as the model should see it. The translator and the VLM are asked once per call, for all texts."""
     rows = [Prepared(text, text) for text in texts]
-    threshold = budget_words if ask.passthrough_words is None else int(ask.passthrough_words)
+    threshold = pass_through_length(ask, budget_words)
     for row in rows:
         if passes_through(row.text, ask, budget_words):
             row.passthrough = True
@@ -115,7 +120,7 @@ def prepare(enhancer, texts: list[str], ask: Ask, budget_words: int) -> list[Pre
             row.context = (
                 row.context + " " if row.context else ""
             ) + f"Write the prompt in {language_name(ask.lang)}."
-    if ask.image is not None:
+    if ask.image is not None and any(not row.error for row in todo):  # nothing to describe it for otherwise
         description = describe(enhancer, ask.image)
         for row in todo:
             frame = f"The video starts from this image: {description}"

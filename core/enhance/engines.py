@@ -229,7 +229,10 @@ class ThinkingUnfinished(RuntimeError):
 
 def strip_thinking(text: str) -> tuple[str, bool]:
     """`text` without its <think>...</think> blocks, and whether a <think> was left open (the model ran out of tokens
-    while thinking: what follows it is thinking, not an answer, and is dropped too)."""
+    while thinking: what follows it is thinking, not an answer, and is dropped too). A reply that holds only the
+    closing tag (chat templates that open the block in the prompt, as DeepSeek-R1's do) keeps what follows it."""
+    if THINK_CLOSE in text and (THINK_OPEN not in text or text.find(THINK_CLOSE) < text.find(THINK_OPEN)):
+        text = text.split(THINK_CLOSE, 1)[1]
     kept = []
     while (start := text.find(THINK_OPEN)) >= 0:
         kept.append(text[:start])

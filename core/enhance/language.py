@@ -175,14 +175,15 @@ class Translator:
         return [_clean(text) or ValueError("the translation model answered nothing") for text in decoded]
 
 
-THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL | re.IGNORECASE)
 PREAMBLE = re.compile(
     r"^\s*(?:(?:sure|certainly|of course|here(?:'s| is)[^:\n]*|translation)\s*[:,!.]\s*)+", re.IGNORECASE
 )
 
 
 def _clean(text: str) -> str:
-    text = PREAMBLE.sub("", THINK.sub("", text)).strip()
+    from enhancer.enhance.engines import strip_thinking
+
+    text = PREAMBLE.sub("", strip_thinking(text)[0]).strip()
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1].strip()
     return text

@@ -218,7 +218,6 @@ def png_data_uri(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-_THINK = re.compile(r"<think>.*?(</think>|$)", re.S | re.I)  # unclosed: the answer was cut off while thinking
 _CHATTER = re.compile(
     r"^(?:(?:sure|certainly|of course|absolutely)[,.!]+"  # "Sure, " "Certainly! "
     r"|here(?:'s| is| are)\b[^\n:.]*?(?::|\n|\bdescription\b[^\n:.]*\.\s)"  # "Here is a description of the image:"
@@ -231,10 +230,9 @@ _SIGN_OFF = re.compile(r"\s*(?:let me know|i hope this|feel free to)\b[^\n]*$", 
 def clean_description(text: str, *, truncated: bool = False) -> str:
     """The description alone: no `<think>` block, no "Sure, here is..." opening, no sign-off, one paragraph; a
     text cut off by the token limit ends at its last full sentence."""
-    text = _THINK.sub("", text)
-    if "</think>" in text:  # templates that open the think block in the prompt leave only its end in the answer
-        text = text.rsplit("</think>", 1)[1]
-    text = text.strip()
+    from enhancer.enhance.engines import strip_thinking
+
+    text = strip_thinking(text)[0].strip()  # an unclosed block: the answer was cut off while thinking
     while (match := _CHATTER.match(text)) and match.end() < len(text):
         text = text[match.end() :].lstrip()
     text = _SIGN_OFF.sub("", text)

@@ -24,11 +24,11 @@ is True (as in Wan, whose text-only extenders ignore it), the installed enhancer
 
 from __future__ import annotations
 
-import inspect
 import json
 import random
 from dataclasses import dataclass
 
+from enhancer.contracts import takes_keyword
 from enhancer.models import EMBEDDED
 from enhancer.prompts import build_messages
 
@@ -62,14 +62,6 @@ def resolve_model_name(model_name: str | None) -> str:
     return WAN_MODEL_NAMES.get(model_name, model_name)
 
 
-def _takes_image(enhance) -> bool:
-    try:
-        parameters = inspect.signature(enhance).parameters
-    except (TypeError, ValueError):
-        return False
-    return "image" in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-
-
 class PromptExpander:
     def __init__(
         self,
@@ -98,7 +90,7 @@ class PromptExpander:
                 model=resolve_model_name(model_name), adapter=adapter, engine=engine, base_url=base_url, **load_options
             )
         self.enhancer = enhancer
-        self.reads_images = _takes_image(enhancer.enhance)
+        self.reads_images = takes_keyword(enhancer.enhance, "image")
 
     def __call__(self, prompt, system_prompt=None, tar_lang="en", image=None, seed=-1, *args, **kwargs):
         seed = random.randrange(2**31) if seed is None or seed < 0 else int(seed)

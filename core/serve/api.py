@@ -57,8 +57,9 @@ from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException
 from starlette.requests import Request  # here, not in create_app: FastAPI resolves route annotations in this module
 
+from enhancer.contracts import takes_keyword
 from enhancer.prompts import PROFILES, check_prompt
-from enhancer.serve.batcher import Batcher, takes_keyword, until_client_leaves
+from enhancer.serve.batcher import Batcher, until_client_leaves
 from enhancer.serve.http import LoopbackHostsOnly
 from enhancer.serve.limits import ServeLimits
 from enhancer.serve.openai_compat import (

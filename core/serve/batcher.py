@@ -5,11 +5,12 @@ it; docs/security.md lists the limits)."""
 from __future__ import annotations
 
 import asyncio
-import inspect
 import math
 import threading
 import time
 from dataclasses import dataclass, field
+
+from enhancer.contracts import takes_keyword
 
 
 @dataclass
@@ -20,15 +21,6 @@ class _Job:
     units: int = 1  # rewrites it asks for (its n): what it counts against max_queue
     queued: float = field(default_factory=time.perf_counter)
     started: bool = False  # handed to a model call: its units stay counted until that call ends
-
-
-def takes_keyword(function, name: str) -> bool:
-    """Whether `function` accepts the keyword `name` (a stand-in enhancer may not take `should_stop`)."""
-    try:
-        parameters = inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
 
 async def until_client_leaves(request) -> None:
