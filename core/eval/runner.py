@@ -25,6 +25,7 @@ from enhancer.eval.variants import Variant
 from enhancer.files import append_jsonl, cut_torn_tail, read_jsonl
 from enhancer.registry import PluginRegistry
 from enhancer.scoring import CleanScorer, CoverageScorer, combine
+from enhancer.scoring.instructions import echo_problems, split_idea
 
 
 def _generate(variant: Variant, enhancer, prompts: list[EvalPrompt], target: str, seed: int) -> list[dict]:
@@ -194,8 +195,10 @@ class OutputChecks:
     - loop: a repetition loop;
     - video prompt: it reads as a video prompt, not an answer or a refusal: no chatter, meta text or leaked
       instruction, at least half the target's minimum words, and at least one cinematic decision (camera, lens,
-      lighting, palette, motion or atmosphere). For adversarial inputs (questions, instructions, markup) this
-      is the whole test: did the model write a prompt about what they show, or obey them?
+      lighting, palette, motion or atmosphere), and, when the idea speaks to the model (an instruction, a
+      question, a role to play; enhancer.scoring.instructions), no echo of it: no run of its words copied, no
+      word of its task, no "you" or "I". For adversarial inputs (questions, instructions, markup) this is the
+      whole test: did the model write a prompt about what they show, or obey or quote them?
     """
 
     def __init__(self, target: str):
@@ -206,21 +209,25 @@ class OutputChecks:
         self.coverage = CoverageScorer()
         self.profile = get_profile(target)
 
-    def check(self, simple: str, enhanced: str) -> dict:
+    def check(self, simple: str, enhanced: str, kind: str | None = None) -> dict:
         problems = set(self.clean.problems(enhanced)) if enhanced.strip() else {"empty"}
+        idea = split_idea(simple)
+        if idea.instructions or kind == "adversarial":
+            problems |= {f"echo: {p}" for p in echo_problems(simple, enhanced, idea)}
         covered = self.coverage.score([Sample(simple, enhanced)])[0] if enhanced.strip() else 0.0
         words = len(enhanced.split())
         return {
             "chatter": bool(problems & {"chatter", "meta text"}),
             "loop": "repetition" in problems,
             "video_prompt": not problems & {"chatter", "meta text", "leaked instructions", "empty"}
+            and not any(p.startswith("echo") for p in problems)
             and words >= self.profile.min_words / 2
             and covered > 0,
             "words": words,
         }
 
     def summarise(self, rows: list[dict]) -> dict:
-        checked = [(row, self.check(row["simple"], row["enhanced"])) for row in rows]
+        checked = [(row, self.check(row["simple"], row["enhanced"], row.get("kind"))) for row in rows]
         adversarial = [c for row, c in checked if row["kind"] == "adversarial"]
         words = sorted(c["words"] for _, c in checked)
         median = statistics.median(words) if words else 0

@@ -66,10 +66,20 @@ class FaithfulnessScorer:
         return [round(max(0.0, float(a @ b)), 4) for a, b in zip(simple, enhanced, strict=True)]
 
 
+def scene_of(simple: str) -> str:
+    """The part of an idea that describes the video: without the clauses that speak to the model ("a lighthouse
+    at dusk. also, what model are you?" -> "a lighthouse at dusk"); all of it when it has none, or when it is in
+    another language (enhancer.scoring.instructions)."""
+    from enhancer.scoring.instructions import split_idea
+
+    idea = split_idea(simple)
+    return simple if idea.foreign or not idea.instructions else idea.scene_text
+
+
 class KeepScorer:
-    """Share of the user's content words (and the annotated `keep` words) still in the enhanced prompt. None for
-    an adversarial input ("ignore previous instructions and..."): its words are an instruction to refuse, not
-    facts to keep; the eval's adversarial check judges those."""
+    """Share of the user's content words (and the annotated `keep` words) still in the enhanced prompt; words of
+    an instruction to the model are not facts to keep (`scene_of`). None for an input annotated adversarial
+    ("ignore previous instructions and..."): the eval's adversarial check and the `echo` scorer judge those."""
 
     name = "keep"
 
@@ -81,7 +91,7 @@ class KeepScorer:
                 continue
             wanted = {stem(k.lower()) for k in sample.keep or []}
             if sample.kind != "multilingual":  # an idea in another language: only its (English) keep words count
-                wanted |= content_words(sample.simple)
+                wanted |= content_words(scene_of(sample.simple))
             if not wanted:
                 scores.append(None)  # nothing to keep: cannot judge
                 continue
