@@ -68,7 +68,7 @@ ROLE_LABELS = frozenset("system user assistant human ai bot admin developer".spl
 TASK_WORDS = frozenset(
     "poem poems poetry haiku haikus limerick limericks sonnet sonnets soliloquy essay essays joke jokes riddle "
     "recipe recipes lyrics email e-mail story stories tale letter list answer answers question questions reply "
-    "response repeat repeated repeating repeats verbatim translate translated translation prompt prompts "
+    "response word words repeat repeated repeating repeats verbatim translate translated translation prompt prompts "
     "instruction instructions system rules rule config password secret secrets assistant chatbot ai model bot "
     "game roleplay role-play pretend pretending obey override summary summarize essay times".split()
 )
@@ -83,6 +83,7 @@ SPEAKING = INSTRUCTION_VERBS | TASK_WORDS | ADDRESS_WORDS
 
 TAG = re.compile(r"<\|?/?[\w|:-]+\|?>|<!--|-->|\[\[?/?[A-Z][\w ]*\]?\]|```\w*")
 CLAUSE_BREAK = re.compile(r"[.!?;:\n|{}\[\]]+|\s[-–—]{1,2}\s|,\s*(?:and\s+)?then\b|\band\s+then\b|\band\b|\bp\.?s\.?\b", re.I)
+TOPIC = re.compile(r"\babout\s+(.+)$", re.I)
 WORD = re.compile(r"[\w'’-]+")
 NON_LATIN = re.compile(r"[^\x00-\u024f\u1e00-\u1eff\u2000-\u206f\u2190-\u2bff\U0001f000-\U0001faff\ufe0f\u200d\s]")
 
@@ -152,8 +153,13 @@ class Idea:
     foreign: bool = False
 
     @property
+    def topics(self) -> list[str]:
+        """What an instruction is about ("write a poem about cats" -> "cats"): the scene a good rewrite shows."""
+        return [m.group(1) for c in self.instructions for m in [TOPIC.search(c)] if m and not self.foreign]
+
+    @property
     def scene_text(self) -> str:
-        return ". ".join(self.scene)
+        return ". ".join(self.scene + self.topics)
 
 
 def split_idea(simple: str) -> Idea:
