@@ -119,13 +119,40 @@ def reward_by_step(traces: Path) -> tuple[np.ndarray, np.ndarray]:
     return steps, np.array([np.mean(by_step[s]) for s in by_step])
 
 
+def scorer_means_by_step(traces: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per scorer in the trace rows' `rewards`: the steps it judged a sample in, and its mean score per step."""
+    from enhancer.files import read_jsonl
+
+    by_scorer: dict[str, dict[int, list[float]]] = {}
+    for row in read_jsonl(traces):
+        for name, value in (row.get("rewards") or {}).items():
+            if value is not None and row.get("step") is not None:
+                by_scorer.setdefault(name, {}).setdefault(int(row["step"]), []).append(float(value))
+    return {
+        name: (np.array(sorted(steps)), np.array([np.mean(steps[s]) for s in sorted(steps)]))
+        for name, steps in sorted(by_scorer.items())
+    }
+
+
 def plot_rewards(traces: Path, path: Path, window: int = 5) -> Path:
-    """Mean reward per RL step, its rolling mean and a least-squares line: did the reward go up?"""
+    """Mean reward per RL step, its rolling mean and a least-squares line: did the reward go up? Below it, when
+    the traces record each scorer's score, the rolling mean of each: which part of the reward moved."""
     plt = _plt()
     steps, means = reward_by_step(traces)
     if len(steps) == 0:
         raise ValueError(f"{traces}: no rows with a step and a reward")
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    scorers = {n: v for n, v in scorer_means_by_step(traces).items() if len(v[0]) >= window}
+    if scorers:
+        fig, (ax, below) = plt.subplots(2, 1, figsize=(8, 8), sharex=True)
+        for i, (name, (at, values)) in enumerate(scorers.items()):
+            rolling = np.convolve(values, np.ones(window) / window, mode="valid")
+            below.plot(at[window - 1 :], rolling, "-", label=name, color=COLOURS[i % len(COLOURS)])
+        below.set_ylabel(f"score, rolling mean ({window} steps)")
+        below.set_xlabel("RL step")
+        below.legend(ncol=4, fontsize=8)
+        below.grid(alpha=0.3)
+    else:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
     ax.plot(steps, means, "o-", alpha=0.5, label="mean reward per step", color=COLOURS[0])
     if len(steps) >= window:
         rolling = np.convolve(means, np.ones(window) / window, mode="valid")
