@@ -37,7 +37,7 @@ PIRATE_BAD = (
     "the bow. Warm light. Palette of black and red."
 )
 PIRATE_GOOD = (
-    "A weathered black galleon with patched sails cuts through grey swells, its red flag snapping in the wind. The "
+    "A weathered black pirate ship with patched sails cuts through grey swells, its red flag snapping in the wind. The "
     "camera circles the bow in a low drone shot. Stormy light. Palette of black, red and slate."
 )
 
@@ -190,3 +190,11 @@ def test_the_video_prompt_check_fails_an_echo():
     # a plain idea keeps the old rules: no instruction, nothing to echo
     fox = "a fox trotting across a snowy field at dawn"
     assert checks.check(fox, HORSE_GOOD.replace("horse", "fox"))["video_prompt"]
+
+
+def test_best_of_n_prefers_the_rewrite_that_does_not_echo():
+    from enhancer.enhance.rank import FactRanker
+
+    ranker = FactRanker()
+    assert ranker.rank(CATS, [CATS_BAD, CATS_GOOD]) == [CATS_GOOD, CATS_BAD]
+    assert ranker.rank(PIRATE, [PIRATE_BAD, PIRATE_GOOD]) == [PIRATE_GOOD, PIRATE_BAD]
