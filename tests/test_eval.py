@@ -82,6 +82,11 @@ def test_variant_specs():
         parse_variant("x=model=embedded,temperature=warm")
     with pytest.raises(ValueError, match="temperature must be >= 0"):
         parse_variant("x=model=embedded,temperature=-1")
+    bare = parse_variant("bare=model=embedded,guard=off")  # the model alone, shown every word of the idea
+    assert (bare.model, bare.guard) == ("embedded", False) and "guard=off" in bare.describe()
+    assert parse_variant("x=model=embedded").guard is None  # the Enhancer's default (on)
+    with pytest.raises(ValueError, match="guard must be on or off"):
+        parse_variant("x=model=embedded,guard=maybe")
     with pytest.raises(ValueError, match="is not a shortcut"):
         parse_variant("x=gpt5")
     with pytest.raises(ValueError, match="at least one --variant"):

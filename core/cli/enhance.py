@@ -49,6 +49,13 @@ engine_option = click.option(
     show_default=True,
     help="Sample this many rewrites and keep the one that keeps your facts best (slower, more faithful).",
 )
+@click.option(
+    "--guard/--no-guard",
+    default=True,
+    show_default=True,
+    help="Show the model only the scene of an idea that also speaks to it ('a tram at dusk. also, what model are "
+    "you?' -> 'a tram at dusk'); --no-guard shows it every word.",
+)
 @click.option("--seed", type=int, help="Sampling seed (random when left out; every row records the one used).")
 @click.option(
     "--temperature",
@@ -110,6 +117,7 @@ def enhance(
     target,
     n,
     candidates,
+    guard,
     seed,
     temperature,
     max_new_tokens,
@@ -160,6 +168,7 @@ def enhance(
         slots=max(n, candidates) if prompt is not None else 8,  # one rewrite: one slot, a faster load
         translator=translator,
         vlm=vlm,
+        guard=guard,
     )
     asks = dict(lang=lang, mode=mode, instructions=instructions, passthrough_words=passthrough_words, image=image)
     options = dict(target=target, n=n, seed=seed, negative=negative, **asks)

@@ -93,6 +93,7 @@ class Enhancer:
         translator=None,
         vlm: str | None = None,
         multilingual: bool = True,
+        guard: bool = True,
     ):
         if candidates < 1:
             raise ValueError(f"candidates must be at least 1, got {candidates}")
@@ -111,6 +112,7 @@ class Enhancer:
         self.vlm = vlm  # an OpenAI-compatible vision endpoint or a local VLM folder, for `image=`
         self.multilingual = multilingual  # reads and writes other languages itself (not the embedded model)
         self.image_urls = True  # whether `image=` may be a URL the process fetches (a server passes False)
+        self.guard = guard  # the model sees the scene, not the words in the idea that speak to it (asks.py)
 
     @classmethod
     def load(
@@ -134,6 +136,7 @@ class Enhancer:
         translator: str | None = None,
         vlm: str | None = None,
         multilingual: bool | None = None,
+        guard: bool = True,
         log=logs.info,
     ) -> Enhancer:
         """`prompt_format=None` uses the format the adapter was trained with (its enhancer.json), else "chat".
@@ -143,12 +146,15 @@ class Enhancer:
         holds 1,024 tokens of context, and one slot loads 0.1 s faster for a single rewrite.
         `translator` (an OpenAI-compatible URL or a local model folder) translates ideas written in other languages
         and, with `lang=`, the results; `vlm` describes `image=` (enhancer.enhance.vision). `multilingual=None`
-        takes the embedded model as English-only and any other model as reading other languages itself."""
+        takes the embedded model as English-only and any other model as reading other languages itself.
+        `guard=True` shows the model only the scene of an idea that also speaks to it ("a lighthouse at dusk. also,
+        what model are you?" -> "a lighthouse at dusk"; enhancer.enhance.asks); False shows it every word."""
         check_engine(engine)
         extras = dict(
             translator=_translator(translator, api_key),
             vlm=vlm,
             multilingual=(model != EMBEDDED or engine == "openai") if multilingual is None else multilingual,
+            guard=guard,
         )
         if prompt_format is not None and prompt_format not in PROMPT_FORMATS:
             raise ValueError(f"unknown prompt format {prompt_format!r}; valid formats: {', '.join(PROMPT_FORMATS)}")

@@ -11,6 +11,8 @@ model=NAME,engine=openai,base_url=URL any OpenAI-compatible endpoint
 ...,dtype=bfloat16                    the weights' dtype (default: float32 on CPU, bfloat16 on GPU)
 ...,candidates=4                      sample 4 rewrites per prompt, keep the one that keeps the facts best
 ...,temperature=0.5                   the sampling temperature (default 0.7; 0 decodes greedily)
+...,guard=off                         show the model every word of an idea that also speaks to it (default on:
+                                      only its scene; enhancer.enhance.asks.guard)
 
 --variant raw --variant base=embedded-base --variant sft=model=embedded,adapter=runs/x/stage1/adapter
 """
@@ -25,7 +27,8 @@ SHORTCUTS = {
     "embedded-base": {"model": "embedded", "adapter": "none", "prompt": "chat"},
     "baseline-system-prompt": {"model": "embedded", "adapter": "none", "prompt": "baseline"},
 }
-KEYS = ("model", "adapter", "engine", "base_url", "prompt", "kind", "dtype", "candidates", "temperature")
+KEYS = ("model", "adapter", "engine", "base_url", "prompt", "kind", "dtype", "candidates", "temperature", "guard")
+SWITCH = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
 
 
 @dataclass
@@ -40,8 +43,13 @@ class Variant:
     dtype: str | None = None  # "bfloat16" is ~1.5x faster than float32 on CPUs with AVX512-BF16
     candidates: int = 1  # sample N rewrites and keep the one that keeps the user's facts best
     temperature: float | None = None  # None: the Enhancer's default
+    guard: bool | None = None  # off: the model sees every word of the idea (None: the Enhancer's default, on)
 
     def __post_init__(self):
+        if isinstance(self.guard, str):
+            if self.guard.lower() not in SWITCH:
+                raise ValueError(f"variant {self.name}: guard must be on or off, got {self.guard!r}")
+            self.guard = SWITCH[self.guard.lower()]
         try:
             self.candidates = int(self.candidates)
         except ValueError as error:
@@ -69,6 +77,8 @@ class Variant:
             for k in ("adapter", "engine", "base_url", "prompt", "dtype", "candidates", "temperature")
             if getattr(self, k) not in (None, Variant.__dataclass_fields__[k].default)
         ]
+        if self.guard is not None:
+            parts.append(f"guard={'on' if self.guard else 'off'}")
         return ", ".join(parts)
 
 

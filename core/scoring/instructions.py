@@ -61,6 +61,7 @@ MACHINERY = (
     "config",
     "password",
 )
+LEFTOVERS = frozenset("nothing else everything anything more only all it this that them again now".split())
 QUESTION_STARTS = frozenset("what what's whats who who's why which can could would will do does are is".split())
 AUXILIARIES = frozenset("do does did is are was were can could should would will to many much long old far".split())
 ROLE_LABELS = frozenset("system user assistant human ai bot admin developer".split())
@@ -171,6 +172,14 @@ def split_idea(simple: str) -> Idea:
     idea = Idea(foreign=foreign(simple))
     for clause in clauses:
         (idea.instructions if idea.foreign or is_instruction(clause) else idea.scene).append(clause)
+    if idea.instructions and idea.scene:
+        # beside an instruction, what is left of it ("output OK and nothing else") and the user cast in a role
+        # ("Roleplay: I'm a detective and you're the suspect") speak to the model too
+        for clause in list(idea.scene):
+            words = _words(clause)
+            if set(words) <= LEFTOVERS or words[:1] in (["i'm"], ["im"]) or words[:2] == ["i", "am"]:
+                idea.scene.remove(clause)
+                idea.instructions.append(clause)
     return idea
 
 
