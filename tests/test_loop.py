@@ -63,6 +63,11 @@ def test_two_stage_loop_offline(tiny_model_dir, tmp_path):
     assert record["dataset"] == rl_prompts
     assert record["changed"] is True
     assert Path(summary["checkpoint"], "adapter_model.safetensors").exists()
+    # the stage-2 adapter carries the prompt format its policy was trained with, and says which stage made it
+    stage2 = json.loads(Path(summary["checkpoint"], "enhancer.json").read_text())
+    assert stage2["prompt_format"] == json.loads((adapter / "enhancer.json").read_text())["prompt_format"]
+    assert stage2["stage"].startswith("stage 2, stub_trainer from the stage-1 adapter")
+    assert stage2["stage1_adapter"] == str(adapter) and stage2["rewards"] == summary["rewards"]
 
     # the rollout: one trace per sample, rewards = the weighted mean of the scorers, real mp4 files
     traces = [json.loads(line) for line in (out / "traces.jsonl").read_text().splitlines()]

@@ -107,6 +107,10 @@ def acceptance_table(summary: dict) -> list[str]:
     return lines
 
 
+# enhancer.json's "stage" says otherwise when a stage-2 adapter ships
+STAGE_1 = "stage 1, supervised fine-tuning (LoRA) on data/stage1; no stage-2 (RL) training"
+
+
 def model_card(info: dict, metrics: dict, evaluation: dict | None, note: str | None = None) -> str:
     sft = info.get("sft", {})
     losses = metrics.get("losses") or [float("nan")]
@@ -121,6 +125,7 @@ def model_card(info: dict, metrics: dict, evaluation: dict | None, note: str | N
         "",
         "## Training",
         "",
+        f"- Stage: {info.get('stage') or STAGE_1}",
         f"- Command: `{info.get('command', 'enhancer train sft')}`",
         f"- Recipe: `{info.get('recipe')}`",
         f"- Data: {info.get('pairs')} (simple, detailed) pairs from data/stage1, sha256 of the pairs in order "

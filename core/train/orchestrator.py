@@ -23,7 +23,7 @@ import importlib
 import inspect
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from enhancer import logs
@@ -183,6 +183,8 @@ def run(
             log(f"trainer {config.trainer} takes no context: it must handle several processes by itself")
         checkpoint = trainer.train(policy, prompts, rollout, config)
     stage2_seconds = time.perf_counter() - stage2_started
+    if process.is_main:
+        _record_stage2(Path(checkpoint), adapter, config, trained_format)
 
     videos = merge_summaries(process.gather(rollout.summary()))
     process.barrier()  # the trainer's final files are written before anyone reads the summary
@@ -204,6 +206,31 @@ def run(
         (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         log(f"run: done in {summary['seconds']} s; checkpoint {checkpoint}; summary {out / 'summary.json'}")
     return summary
+
+
+def _record_stage2(checkpoint: Path, adapter: str | None, config: RunConfig, trained_format: str | None) -> None:
+    """Give a stage-2 adapter folder the enhancer.json inference reads: the prompt format the policy was trained
+    with (the stage-1 adapter's, which the trainer kept; without it inference would fall back to "chat"), the
+    stage-1 record it continues, and what stage 2 did. A trainer that wrote its own is left alone."""
+    from enhancer.models import METADATA_FILE
+
+    if not checkpoint.is_dir() or (checkpoint / METADATA_FILE).exists():
+        return
+    info = {
+        **(read_metadata(adapter) if adapter else {}),
+        "prompt_format": trained_format or "chat",
+        "base_model": config.model,
+        "stage": f"stage 2, {config.trainer} from the stage-1 adapter ({config.rl.max_steps} updates of "
+        f"{config.rl.prompts_per_step} prompts x {config.rl.samples_per_prompt} rewrites; rewards "
+        f"{', '.join(config.rewards)})",
+        "stage1_adapter": adapter,
+        "rl": asdict(config.rl),
+        "rewards": config.rewards,
+        "reward_weights": config.reward_weights,
+        "trainer": config.trainer,
+        "stage2_data": config.stage2_data,
+    }
+    (checkpoint / METADATA_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 
 def _reward_by_step(traces: Path) -> list[dict]:
