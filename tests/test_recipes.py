@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -63,6 +64,7 @@ def test_there_are_recipes():
     rl = {r.name: RunConfig.from_yaml(str(r)) for r in RUN_RECIPES if r.parent.name == "rl"}
     assert set(rl) == {
         "smollm2-135m-cpu.yaml",
+        "smollm2-135m-instructions-cpu.yaml",
         "qwen2.5-14b-sora.yaml",
         "qwen2.5-14b-wan.yaml",
         "qwen2.5-14b-cluster.yaml",
@@ -81,6 +83,12 @@ def test_there_are_recipes():
     assert len(pool.base_urls) == 4 and pool.worker_concurrency == 1  # the options bind to the plugin
     assert (rl["qwen2.5-14b-sora.yaml"].backend, rl["qwen2.5-14b-sora.yaml"].trainer) == ("sora", "trl_ppo")
     assert rl["qwen2.5-14b-sora.yaml"].rewards == ["visionreward"]
+    # stage 2 aimed at instruction echo trains on its own prompts, never on the held-out adversarial slice
+    aimed = rl["smollm2-135m-instructions-cpu.yaml"]
+    assert aimed.stage2_data == ["data/stage2/instructions.jsonl"] and {"echo", "invented"} <= set(aimed.rewards)
+    held_out = {json.loads(line)["simple"] for line in (REPO / "data/eval/adversarial.jsonl").open()}
+    trained = {json.loads(line)["simple"] for line in (REPO / "data/stage2/instructions.jsonl").open()}
+    assert len(held_out) >= 40 and not held_out & trained
 
 
 @pytest.mark.slow
