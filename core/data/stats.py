@@ -27,7 +27,10 @@ from a list an agent made. After the retrain, 178 pairs whose simple prompt name
 (named-realistic.jsonl, named-cinematic.jsonl) were added for the style the adapter kept least. `enhancer data
 validate data/` checks the schema, lengths, kept quotes, counts,
 words and style, and duplicates and near-duplicates (MiniLM cosine > 0.92) within and across splits.
-Stage-2 prompts and the annotated eval prompts were written the same way and are disjoint from stage 1.
+Stage-2 prompts and the annotated eval prompts were written the same way and are disjoint from stage 1, except
+stage2/instructions.jsonl: ideas carrying an instruction for the model, assembled by a seeded script from
+instructions, topics and scenes written for it (data/README.md); eval/adversarial.jsonl, its held-out test, was
+written by hand before any training on it.
 `enhancer data synth` can grow the data with a teacher model; such rows carry an id starting with "synth".
 """
 
