@@ -68,6 +68,7 @@ def test_train_dpo_on_a_tiny_model_folds_with_the_sft_adapter(traces, tiny_model
         train_dpo(str(tiny_model_dir), None, [traces], tmp_path / "short", DPOSettings(max_length=64, min_margin=0))
     record = json.loads((final / "enhancer.json").read_text())
     assert record["dpo"]["pairs"] == 2 and record["dpo"]["steps"] == 2 and len(record["dpo"]["losses"]) == 2
+    assert record["stage"].startswith("stage 2, DPO on 2 best-versus-worst pairs")
     assert len((tmp_path / "dpo" / "pairs.jsonl").read_text().splitlines()) == 2
 
     from peft import PeftModel

@@ -205,6 +205,7 @@ def train_dpo(
         **(read_metadata(adapter) if adapter else {}),
         **(metadata or {}),
         "prompt_format": prompt_format,
+        "stage": f"stage 2, DPO on {len(pairs)} best-versus-worst pairs of stage-2 traces, from the stage-1 adapter",
         "dpo": {
             **settings.__dict__,
             "pairs": len(pairs),
