@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -211,7 +212,8 @@ def run(
 def _record_stage2(checkpoint: Path, adapter: str | None, config: RunConfig, trained_format: str | None) -> None:
     """Give a stage-2 adapter folder the enhancer.json inference reads: the prompt format the policy was trained
     with (the stage-1 adapter's, which the trainer kept; without it inference would fall back to "chat"), the
-    stage-1 record it continues, and what stage 2 did. A trainer that wrote its own is left alone."""
+    stage-1 record it continues (and its train_metrics.json), and what stage 2 did, so that `enhancer export
+    --ship-embedded` can ship it. A trainer that wrote its own is left alone."""
     from enhancer.models import METADATA_FILE
 
     if not checkpoint.is_dir() or (checkpoint / METADATA_FILE).exists():
@@ -231,6 +233,9 @@ def _record_stage2(checkpoint: Path, adapter: str | None, config: RunConfig, tra
         "stage2_data": config.stage2_data,
     }
     (checkpoint / METADATA_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    metrics = Path(adapter or "", "train_metrics.json")
+    if adapter and metrics.is_file() and not (checkpoint / metrics.name).exists():
+        shutil.copy2(metrics, checkpoint / metrics.name)  # stage 1's losses: what a model card of it reports
 
 
 def _reward_by_step(traces: Path) -> list[dict]:
