@@ -105,6 +105,16 @@ def test_ship_embedded_copies_the_adapter_and_writes_its_card(adapter_dir, tmp_p
     assert "`enhancer train sft --recipe r.yaml`" in card and "abab" in card and "3.500" in card
     assert "Command: `enhancer eval x` on 1 prompts" in card and "| keep | 1.000" in card
     assert "prompt_format='compact'" in card
+    assert "- Stage: stage 1, supervised fine-tuning (LoRA)" in card and "- Stage 2:" not in card
+
+    # a stage-2 adapter (enhancer run writes this record into it): the card names the stage and what it did
+    stage2 = info | {"stage": "stage 2, trl_grpo from the stage-1 adapter", "trainer": "trl_grpo"}
+    stage2 |= {"rl": {"max_steps": 90, "prompts_per_step": 2, "samples_per_prompt": 8, "learning_rate": 3e-5}}
+    stage2 |= {"rewards": ["echo", "keep"], "reward_weights": {"echo": 3.0}, "stage2_data": ["data/stage2/x.jsonl"]}
+    (adapter_dir / "enhancer.json").write_text(json.dumps(stage2))
+    card = (ship_embedded(adapter_dir, dest=tmp_path / "assets", log=lambda m: None) / "MODEL_CARD.md").read_text()
+    assert "- Stage: stage 2, trl_grpo from the stage-1 adapter" in card
+    assert "- Stage 2: `trl_grpo` from that adapter, 90 updates of 2 prompts x 8 rewrites" in card
 
     info["base_model"] = "/some/other/model"
     (adapter_dir / "enhancer.json").write_text(json.dumps(info))

@@ -111,6 +111,28 @@ def acceptance_table(summary: dict) -> list[str]:
 STAGE_1 = "stage 1, supervised fine-tuning (LoRA) on data/stage1; no stage-2 (RL) training"
 
 
+def stage2_lines(info: dict) -> list[str]:
+    """What stage 2 did to the adapter, from its enhancer.json (`rl`: an `enhancer run` trainer; `dpo`: `enhancer
+    train dpo`); nothing for a stage-1 adapter. The bullets above it describe the stage-1 adapter it started from."""
+    if info.get("rl"):
+        rl = info["rl"]
+        return [
+            f"- Stage 2: `{info.get('trainer')}` from that adapter, {rl.get('max_steps')} updates of "
+            f"{rl.get('prompts_per_step')} prompts x {rl.get('samples_per_prompt')} rewrites on "
+            f"{', '.join(info.get('stage2_data', []))}; lr {rl.get('learning_rate')}, temperature "
+            f"{rl.get('temperature')}; rewards {', '.join(info.get('rewards', []))} (weights "
+            f"{info.get('reward_weights') or 'equal'})",
+        ]
+    if info.get("dpo"):
+        dpo = info["dpo"]
+        return [
+            f"- Stage 2: DPO from that adapter on {dpo.get('pairs')} best-versus-worst pairs of "
+            f"{', '.join(dpo.get('traces', []))}; beta {dpo.get('beta')}, lr {dpo.get('learning_rate')}, "
+            f"{dpo.get('steps')} steps",
+        ]
+    return []
+
+
 def model_card(info: dict, metrics: dict, evaluation: dict | None, note: str | None = None) -> str:
     sft = info.get("sft", {})
     losses = metrics.get("losses") or [float("nan")]
@@ -138,6 +160,7 @@ def model_card(info: dict, metrics: dict, evaluation: dict | None, note: str | N
         f"eval loss on {sft.get('max_eval_rows')} held-out pairs: {metrics.get('eval_loss', float('nan')):.3f}",
         f"- Wall time: {hours:.2f} h on {info.get('machine')} (torch {info.get('torch')})",
         *([f"- Note: {note}"] if note else []),
+        *stage2_lines(info),
         "",
         "Retrain from scratch, evaluate and ship, on the same kind of machine: `make embedded-adapter`.",
         "",
