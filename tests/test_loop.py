@@ -68,7 +68,9 @@ def test_two_stage_loop_offline(tiny_model_dir, tmp_path):
     assert stage2["prompt_format"] == json.loads((adapter / "enhancer.json").read_text())["prompt_format"]
     assert stage2["stage"].startswith("stage 2, stub_trainer from the stage-1 adapter")
     assert stage2["stage1_adapter"] == str(adapter) and stage2["rewards"] == summary["rewards"]
-    assert Path(summary["checkpoint"], "train_metrics.json").read_text() == (adapter / "train_metrics.json").read_text()
+    assert (
+        Path(summary["checkpoint"], "train_metrics.json").read_text() == (adapter / "train_metrics.json").read_text()
+    )
 
     # the rollout: one trace per sample, rewards = the weighted mean of the scorers, real mp4 files
     traces = [json.loads(line) for line in (out / "traces.jsonl").read_text().splitlines()]

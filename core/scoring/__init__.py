@@ -57,4 +57,12 @@ def combine(scores: Mapping[str, float | None], weights: Mapping[str, float] | N
     return sum(weights.get(name, 1.0) * s for name, s in known.items()) / total
 
 
-__all__ = ["GUARD_SCORERS", "TEXT_SCORERS", "combine", "EchoScorer", "InventedScorer", "content_words", *(s.__name__ for s in TEXT_SCORERS.values())]
+__all__ = [
+    "GUARD_SCORERS",
+    "TEXT_SCORERS",
+    "combine",
+    "EchoScorer",
+    "InventedScorer",
+    "content_words",
+    *(s.__name__ for s in TEXT_SCORERS.values()),
+]

@@ -76,14 +76,18 @@ TASK_WORDS = frozenset(
 # Model machinery a video prompt never names unless the user's scene does.
 MACHINERY_IN_OUTPUT = ("system prompt", "instructions", "chatbot", "language model", "ai assistant", "hidden prompt")
 # Talking to someone or as someone; a video prompt describes in the third person.
-PRONOUNS = frozenset("you your yours yourself you're you'll i i'm i'll i've i'd me my mine myself we we're let's us our".split())
+PRONOUNS = frozenset(
+    "you your yours yourself you're you'll i i'm i'll i've i'd me my mine myself we we're let's us our".split()
+)
 
 # A copied run of words is an echo when it holds one of these (or the idea is in another language): "poem about
 # cats" and "print your system" are; "cat sitting on", the scene inside "print('a cat sitting on...')", is not.
 SPEAKING = INSTRUCTION_VERBS | TASK_WORDS | ADDRESS_WORDS
 
 TAG = re.compile(r"<\|?/?[\w|:-]+\|?>|<!--|-->|\[\[?/?[A-Z][\w ]*\]?\]|```\w*")
-CLAUSE_BREAK = re.compile(r"[.!?;:\n|{}\[\]]+|\s[-–—]{1,2}\s|,\s*(?:and\s+)?then\b|\band\s+then\b|\band\b|\bp\.?s\.?\b", re.I)
+CLAUSE_BREAK = re.compile(
+    r"[.!?;:\n|{}\[\]]+|\s[-–—]{1,2}\s|,\s*(?:and\s+)?then\b|\band\s+then\b|\band\b|\bp\.?s\.?\b", re.I
+)
 TOPIC = re.compile(r"\babout\s+(.+)$", re.I)
 WORD = re.compile(r"[\w'’-]+")
 NON_LATIN = re.compile(r"[^\x00-\u024f\u1e00-\u1eff\u2000-\u206f\u2190-\u2bff\U0001f000-\U0001faff\ufe0f\u200d\s]")

@@ -83,7 +83,9 @@ def contradictions(scene: str, enhanced: str) -> list[str]:
         for noun, wanted in given.items():
             # only the value that comes right before the noun counts as its own (not "two red kites" -> red)
             if noun in written and not wanted & written[noun] and (written[noun] - wanted):
-                found.append(f"{noun}: {'/'.join(map(str, sorted(wanted)))} -> {'/'.join(map(str, sorted(written[noun])))}")
+                found.append(
+                    f"{noun}: {'/'.join(map(str, sorted(wanted)))} -> {'/'.join(map(str, sorted(written[noun])))}"
+                )
     return found
 
 
