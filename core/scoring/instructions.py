@@ -200,7 +200,8 @@ def echo_problems(simple: str, enhanced: str, idea: Idea | None = None) -> list[
     idea = idea or split_idea(simple)
     out = _words(_unquote(enhanced))
     out_text = " ".join(out)
-    scene = set(_words(idea.scene_text))
+    scene_words = _words(idea.scene_text)
+    scene, scene_text = set(scene_words), " ".join(scene_words)
     found = []
     grams = _ngrams(out)
     if any(
@@ -210,7 +211,7 @@ def echo_problems(simple: str, enhanced: str, idea: Idea | None = None) -> list[
     ):
         found.append("copied")
     told = {w for c in idea.instructions for w in _words(c) if w in TASK_WORDS} - scene
-    machinery = [m for m in MACHINERY_IN_OUTPUT if m in out_text and m not in " ".join(sorted(scene))]
+    machinery = [m for m in MACHINERY_IN_OUTPUT if m in out_text and m not in scene_text]
     if told.intersection(out) or machinery:
         found.append("task")
     if PRONOUNS.intersection(out):

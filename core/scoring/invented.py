@@ -120,9 +120,8 @@ class InventedScorer:
     NEW_BEING = 0.1
     MAX_BEINGS = 3
 
-    def problems(self, simple: str, enhanced: str) -> dict:
-        idea = split_idea(simple)
-        scene = idea.scene_text
+    def problems(self, simple: str, enhanced: str, idea=None) -> dict:
+        scene = (idea or split_idea(simple)).scene_text
         return {
             "contradictions": contradictions(scene, enhanced),
             "crowded_out": crowded_out(scene, enhanced),
@@ -136,7 +135,7 @@ class InventedScorer:
             if idea.foreign or not content_words(idea.scene_text):
                 scores.append(None)
                 continue
-            found = self.problems(sample.simple, sample.enhanced)
+            found = self.problems(sample.simple, sample.enhanced, idea)
             penalty = (
                 self.CONTRADICTION * len(found["contradictions"])
                 + self.CROWDED_OUT * found["crowded_out"]
