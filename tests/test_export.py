@@ -73,7 +73,7 @@ def test_ship_embedded_copies_the_adapter_and_writes_its_card(adapter_dir, tmp_p
     import json
 
     from enhancer.eval import evaluate, parse_variant
-    from enhancer.export.modelcard import ship_embedded
+    from enhancer.export.modelcard import model_card, ship_embedded
 
     with pytest.raises(FileNotFoundError, match="missing enhancer.json, train_metrics.json"):
         ship_embedded(adapter_dir, dest=tmp_path / "assets", log=lambda m: None)
@@ -111,10 +111,29 @@ def test_ship_embedded_copies_the_adapter_and_writes_its_card(adapter_dir, tmp_p
     stage2 = info | {"stage": "stage 2, trl_grpo from the stage-1 adapter", "trainer": "trl_grpo"}
     stage2 |= {"rl": {"max_steps": 90, "prompts_per_step": 2, "samples_per_prompt": 8, "learning_rate": 3e-5}}
     stage2 |= {"rewards": ["echo", "keep"], "reward_weights": {"echo": 3.0}, "stage2_data": ["data/stage2/x.jsonl"]}
+    stage2 |= {"stage1_adapter": "/runs/sft/adapter"}
     (adapter_dir / "enhancer.json").write_text(json.dumps(stage2))
     card = (ship_embedded(adapter_dir, dest=tmp_path / "assets", log=lambda m: None) / "MODEL_CARD.md").read_text()
     assert "- Stage: stage 2, trl_grpo from the stage-1 adapter" in card
     assert "- Stage 2: `trl_grpo` from that adapter, 90 updates of 2 prompts x 8 rewrites" in card
+
+    # a second stage-2 phase started from that stage-2 adapter (enhancer run with adapter: <a stage-2 adapter>): the
+    # record keeps the first phase and the SFT adapter both started from, and the card lists both phases in order
+    from enhancer.config import RunConfig
+    from enhancer.train.orchestrator import _record_stage2
+
+    second = tmp_path / "second"
+    second.mkdir()
+    config = RunConfig(model="embedded", trainer="trl_grpo", rewards=["keep", "style"], stage2_data=["y.jsonl"])
+    config.rl.max_steps = 40
+    _record_stage2(second, str(adapter_dir), config, "compact")
+    record = json.loads((second / "enhancer.json").read_text())
+    assert record["stage"].startswith("stage 2, trl_grpo from the stage-2 adapter (40 updates")
+    assert record["started_from"] == str(adapter_dir) and record["earlier_stage2"]["rl"]["max_steps"] == 90
+    assert record["stage1_adapter"] == "/runs/sft/adapter" and record["pairs"] == 4
+    card = model_card(record, {"losses": [1.0]}, None)
+    first, then = card.index("- Stage 2: `trl_grpo` from that adapter, 90"), card.index("- Stage 2, then: `trl_grpo`")
+    assert first < then and "from the adapter above, 40 updates" in card and "on y.jsonl" in card
 
     info["base_model"] = "/some/other/model"
     (adapter_dir / "enhancer.json").write_text(json.dumps(info))

@@ -65,6 +65,7 @@ def test_there_are_recipes():
     assert set(rl) == {
         "smollm2-135m-cpu.yaml",
         "smollm2-135m-instructions-cpu.yaml",
+        "smollm2-135m-instructions-mix-cpu.yaml",
         "qwen2.5-14b-sora.yaml",
         "qwen2.5-14b-wan.yaml",
         "qwen2.5-14b-cluster.yaml",
@@ -86,8 +87,11 @@ def test_there_are_recipes():
     # stage 2 aimed at instruction echo trains on its own prompts, never on the held-out adversarial slice
     aimed = rl["smollm2-135m-instructions-cpu.yaml"]
     assert aimed.stage2_data == ["data/stage2/instructions.jsonl"] and {"echo", "invented"} <= set(aimed.rewards)
+    # its second phase starts from the first phase's adapter and mixes in style-naming ideas
+    mix = rl["smollm2-135m-instructions-mix-cpu.yaml"]
+    assert mix.adapter == aimed.out + "/stage2/adapter" and "data/stage2/prompts.jsonl" in mix.stage2_data
     held_out = {json.loads(line)["simple"] for line in (REPO / "data/eval/adversarial.jsonl").open()}
-    trained = {json.loads(line)["simple"] for line in (REPO / "data/stage2/instructions.jsonl").open()}
+    trained = {json.loads(line)["simple"] for path in mix.stage2_data for line in (REPO / path).open()}
     assert len(held_out) >= 40 and not held_out & trained
 
 

@@ -116,8 +116,11 @@ def stage2_lines(info: dict) -> list[str]:
     train dpo`); nothing for a stage-1 adapter. The bullets above it describe the stage-1 adapter it started from."""
     if info.get("rl"):
         rl = info["rl"]
+        earlier = stage2_lines(info["earlier_stage2"]) if info.get("earlier_stage2") else []
         return [
-            f"- Stage 2: `{info.get('trainer')}` from that adapter, {rl.get('max_steps')} updates of "
+            *earlier,
+            f"- Stage 2{', then' if earlier else ''}: `{info.get('trainer')}` from "
+            f"{'the adapter above' if earlier else 'that adapter'}, {rl.get('max_steps')} updates of "
             f"{rl.get('prompts_per_step')} prompts x {rl.get('samples_per_prompt')} rewrites on "
             f"{', '.join(info.get('stage2_data', []))}; lr {rl.get('learning_rate')}, temperature "
             f"{rl.get('temperature')}; rewards {', '.join(info.get('rewards', []))} (weights "

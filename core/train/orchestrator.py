@@ -209,6 +209,10 @@ def run(
     return summary
 
 
+STAGE2_KEYS = ("stage", "stage1_adapter", "rl", "rewards", "reward_weights", "trainer", "stage2_data", "earlier_stage2",
+               "started_from")
+
+
 def _record_stage2(checkpoint: Path, adapter: str | None, config: RunConfig, trained_format: str | None) -> None:
     """Give a stage-2 adapter folder the enhancer.json inference reads: the prompt format the policy was trained
     with (the stage-1 adapter's, which the trainer kept; without it inference would fall back to "chat"), the
@@ -218,14 +222,19 @@ def _record_stage2(checkpoint: Path, adapter: str | None, config: RunConfig, tra
 
     if not checkpoint.is_dir() or (checkpoint / METADATA_FILE).exists():
         return
+    started = read_metadata(adapter) if adapter else {}
+    # a run may start from an earlier stage-2 adapter (a second phase with other prompts or weights): the record
+    # keeps that phase, so a model card can tell every step between the SFT adapter and this one
+    earlier = {key: started[key] for key in STAGE2_KEYS if key in started} if "rl" in started else None
     info = {
-        **(read_metadata(adapter) if adapter else {}),
+        **{key: value for key, value in started.items() if key not in STAGE2_KEYS},
         "prompt_format": trained_format or "chat",
         "base_model": config.model,
-        "stage": f"stage 2, {config.trainer} from the stage-1 adapter ({config.rl.max_steps} updates of "
-        f"{config.rl.prompts_per_step} prompts x {config.rl.samples_per_prompt} rewrites; rewards "
-        f"{', '.join(config.rewards)})",
-        "stage1_adapter": adapter,
+        "stage": f"stage 2, {config.trainer} from the {'stage-2' if earlier else 'stage-1'} adapter "
+        f"({config.rl.max_steps} updates of {config.rl.prompts_per_step} prompts x {config.rl.samples_per_prompt} "
+        f"rewrites; rewards {', '.join(config.rewards)})",
+        "stage1_adapter": earlier["stage1_adapter"] if earlier else adapter,
+        **({"started_from": adapter, "earlier_stage2": earlier} if earlier else {}),
         "rl": asdict(config.rl),
         "rewards": config.rewards,
         "reward_weights": config.reward_weights,
