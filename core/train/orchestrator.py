@@ -209,8 +209,17 @@ def run(
     return summary
 
 
-STAGE2_KEYS = ("stage", "stage1_adapter", "rl", "rewards", "reward_weights", "trainer", "stage2_data", "earlier_stage2",
-               "started_from")
+STAGE2_KEYS = (
+    "stage",
+    "stage1_adapter",
+    "rl",
+    "rewards",
+    "reward_weights",
+    "trainer",
+    "stage2_data",
+    "earlier_stage2",
+    "started_from",
+)
 
 
 def _record_stage2(checkpoint: Path, adapter: str | None, config: RunConfig, trained_format: str | None) -> None:
