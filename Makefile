@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 TORCH  ?= torch==2.13.0
 PROMPT ?= a fox trotting across a snowy field at dawn
 
-.PHONY: demo test test-slow bench eval lint clean embedded-adapter browser
+.PHONY: demo test test-slow bench eval lint clean embedded-adapter embedded-stage2 browser
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -48,6 +48,19 @@ embedded-adapter: $(VENV)/.installed
 	$(VENV)/bin/enhancer eval --recipe recipes/eval/embedded-adapter-cpu.yaml
 	$(VENV)/bin/enhancer export --adapter runs/sft-smollm2-135m/stage1/adapter --ship-embedded \
 		--eval runs/eval-embedded-adapter
+
+# Maintainers: the stage-2 adapter that ships since issue 22, from the SFT adapter `make embedded-adapter` writes:
+# GRPO against instruction echo (125 updates), a second phase with style-naming ideas (60 updates), the acceptance
+# eval, and the ship (about 3 hours on 2 idle CPU cores; docs/evaluation.md, "stage 2 aimed at instruction echo").
+embedded-stage2: $(VENV)/.installed
+	@test -f runs/sft-smollm2-135m/stage1/adapter/adapter_config.json || \
+		{ echo "no SFT adapter in runs/sft-smollm2-135m/stage1/adapter: run make embedded-adapter first"; exit 2; }
+	rm -rf runs/rl-smollm2-135m-instructions runs/rl-smollm2-135m-instructions-mix runs/eval-embedded-stage2
+	$(VENV)/bin/enhancer run --recipe recipes/rl/smollm2-135m-instructions-cpu.yaml --rl-steps 125
+	$(VENV)/bin/enhancer run --recipe recipes/rl/smollm2-135m-instructions-mix-cpu.yaml
+	$(VENV)/bin/enhancer eval --recipe recipes/eval/embedded-stage2-cpu.yaml
+	$(VENV)/bin/enhancer export --adapter runs/rl-smollm2-135m-instructions-mix/stage2/adapter --ship-embedded \
+		--eval runs/eval-embedded-stage2
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check core plugins examples tests bench

@@ -116,6 +116,9 @@ def test_ship_embedded_copies_the_adapter_and_writes_its_card(adapter_dir, tmp_p
     card = (ship_embedded(adapter_dir, dest=tmp_path / "assets", log=lambda m: None) / "MODEL_CARD.md").read_text()
     assert "- Stage: stage 2, trl_grpo from the stage-1 adapter" in card
     assert "- Stage 2: `trl_grpo` from that adapter, 90 updates of 2 prompts x 8 rewrites" in card
+    assert (
+        "- Stage 1 (below it): `enhancer train sft --recipe r.yaml`" in card and "then `make embedded-stage2`" in card
+    )
 
     # a second stage-2 phase started from that stage-2 adapter (enhancer run with adapter: <a stage-2 adapter>): the
     # record keeps the first phase and the SFT adapter both started from, and the card lists both phases in order

@@ -140,6 +140,7 @@ def model_card(info: dict, metrics: dict, evaluation: dict | None, note: str | N
     sft = info.get("sft", {})
     losses = metrics.get("losses") or [float("nan")]
     hours = info.get("wall_seconds_this_run", 0) / 3600
+    staged = bool(stage2_lines(info))  # a stage-2 adapter: the stage-1 lines describe where it started
     lines = [
         "# enhancer embedded adapter",
         "",
@@ -151,7 +152,8 @@ def model_card(info: dict, metrics: dict, evaluation: dict | None, note: str | N
         "## Training",
         "",
         f"- Stage: {info.get('stage') or STAGE_1}",
-        f"- Command: `{info.get('command', 'enhancer train sft')}`",
+        *([f"- Stage 1 (below it): `{info.get('command', 'enhancer train sft')}`"] if staged else []),
+        *([] if staged else [f"- Command: `{info.get('command', 'enhancer train sft')}`"]),
         f"- Recipe: `{info.get('recipe')}`",
         f"- Data: {info.get('pairs')} (simple, detailed) pairs from data/stage1, sha256 of the pairs in order "
         f"`{info.get('data_sha256')}` (`enhancer.train.sft.data_hash`)",
@@ -165,7 +167,8 @@ def model_card(info: dict, metrics: dict, evaluation: dict | None, note: str | N
         *([f"- Note: {note}"] if note else []),
         *stage2_lines(info),
         "",
-        "Retrain from scratch, evaluate and ship, on the same kind of machine: `make embedded-adapter`.",
+        "Retrain from scratch, evaluate and ship, on the same kind of machine: `make embedded-adapter`"
+        + (" (stage 1), then `make embedded-stage2` (the stage-2 phases above)." if staged else "."),
         "",
         "## Evaluation",
         "",
