@@ -137,6 +137,16 @@ def test_ship_embedded_copies_the_adapter_and_writes_its_card(adapter_dir, tmp_p
     card = model_card(record, {"losses": [1.0]}, None)
     first, then = card.index("- Stage 2: `trl_grpo` from that adapter, 90"), card.index("- Stage 2, then: `trl_grpo`")
     assert first < then and "from the adapter above, 40 updates" in card and "on y.jsonl" in card
+    # from a DPO adapter: the same, with the DPO line first
+    dpo_record = info | {"stage": "stage 2, DPO", "dpo": {"pairs": 7, "traces": ["t.jsonl"], "stage1_adapter": "/sft"}}
+    (adapter_dir / "enhancer.json").write_text(json.dumps(dpo_record))
+    (second / "enhancer.json").unlink()
+    _record_stage2(second, str(adapter_dir), config, "compact")
+    record = json.loads((second / "enhancer.json").read_text())
+    assert record["stage"].startswith("stage 2, trl_grpo from the stage-2 adapter") and "dpo" not in record
+    assert record["stage1_adapter"] == "/sft" and record["earlier_stage2"]["dpo"]["pairs"] == 7
+    card = model_card(record, {"losses": [1.0]}, None)
+    assert card.index("- Stage 2: DPO from that adapter on 7") < card.index("- Stage 2, then: `trl_grpo`")
 
     info["base_model"] = "/some/other/model"
     (adapter_dir / "enhancer.json").write_text(json.dumps(info))

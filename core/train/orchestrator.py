@@ -219,6 +219,7 @@ STAGE2_KEYS = (
     "stage2_data",
     "earlier_stage2",
     "started_from",
+    "dpo",
 )
 
 
@@ -234,7 +235,8 @@ def _record_stage2(checkpoint: Path, adapter: str | None, config: RunConfig, tra
     started = read_metadata(adapter) if adapter else {}
     # a run may start from an earlier stage-2 adapter (a second phase with other prompts or weights): the record
     # keeps that phase, so a model card can tell every step between the SFT adapter and this one
-    earlier = {key: started[key] for key in STAGE2_KEYS if key in started} if "rl" in started else None
+    staged = "rl" in started or "dpo" in started  # `enhancer run` or `enhancer train dpo` made it
+    earlier = {key: started[key] for key in STAGE2_KEYS if key in started} if staged else None
     info = {
         **{key: value for key, value in started.items() if key not in STAGE2_KEYS},
         "prompt_format": trained_format or "chat",
@@ -242,7 +244,9 @@ def _record_stage2(checkpoint: Path, adapter: str | None, config: RunConfig, tra
         "stage": f"stage 2, {config.trainer} from the {'stage-2' if earlier else 'stage-1'} adapter "
         f"({config.rl.max_steps} updates of {config.rl.prompts_per_step} prompts x {config.rl.samples_per_prompt} "
         f"rewrites; rewards {', '.join(config.rewards)})",
-        "stage1_adapter": earlier["stage1_adapter"] if earlier else adapter,
+        "stage1_adapter": (earlier.get("stage1_adapter") or earlier.get("dpo", {}).get("stage1_adapter"))
+        if earlier
+        else adapter,
         **({"started_from": adapter, "earlier_stage2": earlier} if earlier else {}),
         "rl": asdict(config.rl),
         "rewards": config.rewards,
