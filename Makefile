@@ -50,8 +50,9 @@ embedded-adapter: $(VENV)/.installed
 		--eval runs/eval-embedded-adapter
 
 # Maintainers: the stage-2 adapter that ships since issue 22, from the SFT adapter `make embedded-adapter` writes:
-# GRPO against instruction echo (125 updates; the shipped run was scheduled for 300 and stopped at 125), a second phase with style-naming ideas (60 updates), the acceptance
-# eval, and the ship (about 3 hours on 2 idle CPU cores; docs/evaluation.md, "stage 2 aimed at instruction echo").
+# GRPO against instruction echo (125 updates; the shipped run was scheduled for 300 and stopped at 125), a
+# second phase with style-naming ideas (60 updates), the acceptance eval, and the ship (about 3 hours on 2 idle
+# CPU cores; docs/evaluation.md, "stage 2 aimed at instruction echo").
 embedded-stage2: $(VENV)/.installed
 	@test -f runs/sft-smollm2-135m/stage1/adapter/adapter_config.json || \
 		{ echo "no SFT adapter in runs/sft-smollm2-135m/stage1/adapter: run make embedded-adapter first"; exit 2; }
