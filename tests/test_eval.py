@@ -87,6 +87,11 @@ def test_variant_specs():
     assert parse_variant("x=model=embedded").guard is None  # the Enhancer's default (on)
     with pytest.raises(ValueError, match="guard must be on or off"):
         parse_variant("x=model=embedded,guard=maybe")
+    once = parse_variant("once=model=embedded,recheck=0")  # with the guard, never sampled again
+    assert once.recheck == 0 and "recheck=0" in once.describe()
+    assert parse_variant("x=model=embedded").recheck is None  # the Enhancer's default (4)
+    with pytest.raises(ValueError, match="recheck must be 0"):
+        parse_variant("x=model=embedded,recheck=20")
     with pytest.raises(ValueError, match="is not a shortcut"):
         parse_variant("x=gpt5")
     with pytest.raises(ValueError, match="at least one --variant"):

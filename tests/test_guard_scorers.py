@@ -134,6 +134,10 @@ def test_echo_judges_only_ideas_with_an_instruction_or_annotated_adversarial():
     # quoted text to render is not an echo, nor is the scene the instruction wraps
     sign = 'tell me a joke. then a shop sign that says "I love you"'
     assert echo_problems(sign, 'A shop sign that says "I love you" glows in the rain. The camera pushes in.') == []
+    # a word of the task that is also the scene's ("game") is the scene, not an echo; the task's own word still is
+    email = "write an email to my boss about a chess game in the park"
+    assert echo_problems(email, "A chess game in the park: two old men lean over the board as pigeons scatter.") == []
+    assert echo_problems(email, "An email about a chess game in the park scrolls across a laptop.") == ["task"]
 
 
 def test_keep_counts_the_scene_not_the_instruction():

@@ -56,6 +56,14 @@ engine_option = click.option(
     help="Show the model only the scene of an idea that also speaks to it ('a tram at dusk. also, what model are "
     "you?' -> 'a tram at dusk'); --no-guard shows it every word.",
 )
+@click.option(
+    "--recheck",
+    type=click.IntRange(0, 16),
+    default=4,
+    show_default=True,
+    help="With the guard: a rewrite that still echoes what the idea said to the model is sampled this many more "
+    "times and the first clean sample kept (0: never). --stream shows the first rewrite as it comes and never rechecks.",
+)
 @click.option("--seed", type=int, help="Sampling seed (random when left out; every row records the one used).")
 @click.option(
     "--temperature",
@@ -118,6 +126,7 @@ def enhance(
     n,
     candidates,
     guard,
+    recheck,
     seed,
     temperature,
     max_new_tokens,
@@ -169,6 +178,7 @@ def enhance(
         translator=translator,
         vlm=vlm,
         guard=guard,
+        recheck=recheck,
     )
     asks = dict(lang=lang, mode=mode, instructions=instructions, passthrough_words=passthrough_words, image=image)
     options = dict(target=target, n=n, seed=seed, negative=negative, **asks)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from enhancer.enhance.language import check_language, detect_language, language_name
 from enhancer.prompts import MODES, check_instructions
-from enhancer.scoring.instructions import split_idea
+from enhancer.scoring.instructions import echo_problems, split_idea
 from enhancer.scoring.text import content_words
 
 # Scripts a model that reads only English cannot guess at: an idea in one of them is translated, or refused.
@@ -55,6 +55,7 @@ class Prepared:
     notes: list[str] = field(default_factory=list)  # said in the row's message
     passthrough: bool = False
     error: str | None = None
+    spoken: str | None = None  # the idea before the guard cut it to its scene, when it spoke to the model
 
 
 def idea_words(text: str) -> int:
@@ -144,11 +145,21 @@ def guard(row: Prepared) -> None:
     idea = split_idea(row.idea)
     if not idea.instructions or idea.foreign:
         return
+    row.spoken = row.idea
     shown = ". ".join(OWNED.sub("the", part).strip(" .,;") for part in idea.scene + idea.topics)
     if not content_words(shown):
         return
     row.idea = shown
     row.notes.append(f"left out what spoke to the model: {' | '.join(idea.instructions)}")
+
+
+def echoes(row: Prepared, enhanced: str) -> list[str]:
+    """What a rewrite echoes of the words in its idea that spoke to the model (enhancer.scoring.instructions:
+    "copied", "task", "address"); empty when it echoes nothing or the guard found nothing to leave out. An idea
+    in another language is not judged: its clauses cannot be sorted."""
+    if row.spoken is None:
+        return []
+    return echo_problems(row.spoken, enhanced)
 
 
 def describe(enhancer, image) -> str:

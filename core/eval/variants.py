@@ -13,6 +13,8 @@ model=NAME,engine=openai,base_url=URL any OpenAI-compatible endpoint
 ...,temperature=0.5                   the sampling temperature (default 0.7; 0 decodes greedily)
 ...,guard=off                         show the model every word of an idea that also speaks to it (default on:
                                       only its scene; enhancer.enhance.asks.guard)
+...,recheck=0                         with the guard, never sample again a rewrite that echoes what the idea said
+                                      to the model (default 4 samples; Enhancer.load's recheck)
 
 --variant raw --variant base=embedded-base --variant sft=model=embedded,adapter=runs/x/stage1/adapter
 """
@@ -27,7 +29,19 @@ SHORTCUTS = {
     "embedded-base": {"model": "embedded", "adapter": "none", "prompt": "chat"},
     "baseline-system-prompt": {"model": "embedded", "adapter": "none", "prompt": "baseline"},
 }
-KEYS = ("model", "adapter", "engine", "base_url", "prompt", "kind", "dtype", "candidates", "temperature", "guard")
+KEYS = (
+    "model",
+    "adapter",
+    "engine",
+    "base_url",
+    "prompt",
+    "kind",
+    "dtype",
+    "candidates",
+    "temperature",
+    "guard",
+    "recheck",
+)
 SWITCH = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
 
 
@@ -44,6 +58,7 @@ class Variant:
     candidates: int = 1  # sample N rewrites and keep the one that keeps the user's facts best
     temperature: float | None = None  # None: the Enhancer's default
     guard: bool | None = None  # off: the model sees every word of the idea (None: the Enhancer's default, on)
+    recheck: int | None = None  # samples drawn again for an echoing rewrite (None: the Enhancer's default)
 
     def __post_init__(self):
         if isinstance(self.guard, str):
@@ -58,6 +73,15 @@ class Variant:
             ) from error
         if self.candidates < 1:
             raise ValueError(f"variant {self.name}: candidates must be at least 1")
+        if self.recheck is not None:
+            try:
+                self.recheck = int(self.recheck)
+            except ValueError as error:
+                raise ValueError(
+                    f"variant {self.name}: recheck must be a whole number, got {self.recheck!r}"
+                ) from error
+            if not 0 <= self.recheck <= 16:
+                raise ValueError(f"variant {self.name}: recheck must be 0 (never) to 16, got {self.recheck}")
         if self.temperature is not None:
             try:
                 self.temperature = float(self.temperature)
@@ -74,7 +98,7 @@ class Variant:
         parts = [f"model={self.model}"]
         parts += [
             f"{k}={getattr(self, k)}"
-            for k in ("adapter", "engine", "base_url", "prompt", "dtype", "candidates", "temperature")
+            for k in ("adapter", "engine", "base_url", "prompt", "dtype", "candidates", "temperature", "recheck")
             if getattr(self, k) not in (None, Variant.__dataclass_fields__[k].default)
         ]
         if self.guard is not None:
