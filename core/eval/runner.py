@@ -48,6 +48,7 @@ def _load_enhancer(variant: Variant, batch_size: int, max_new_tokens: int | None
         **({} if variant.temperature is None else {"temperature": variant.temperature}),
         **({} if variant.guard is None else {"guard": variant.guard}),
         **({} if variant.recheck is None else {"recheck": variant.recheck}),
+        translator=variant.translator,
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
         # the recipe's dtype is for the transformers variants: under engine=auto it would force transformers too

@@ -15,6 +15,8 @@ model=NAME,engine=openai,base_url=URL any OpenAI-compatible endpoint
                                       only its scene; enhancer.enhance.asks.guard)
 ...,recheck=0                         with the guard, never sample again a rewrite that echoes what the idea said
                                       to the model (default 4 samples; Enhancer.load's recheck)
+...,translator=URL_OR_FOLDER           translate ideas in other languages first (an OpenAI-compatible URL or a local
+                                      translation or chat model folder; Enhancer.load's translator)
 
 --variant raw --variant base=embedded-base --variant sft=model=embedded,adapter=runs/x/stage1/adapter
 """
@@ -41,6 +43,7 @@ KEYS = (
     "temperature",
     "guard",
     "recheck",
+    "translator",
 )
 SWITCH = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
 
@@ -59,6 +62,7 @@ class Variant:
     temperature: float | None = None  # None: the Enhancer's default
     guard: bool | None = None  # off: the model sees every word of the idea (None: the Enhancer's default, on)
     recheck: int | None = None  # samples drawn again for an echoing rewrite (None: the Enhancer's default)
+    translator: str | None = None  # translates ideas in other languages before the model sees them
 
     def __post_init__(self):
         if isinstance(self.guard, str):
@@ -98,7 +102,17 @@ class Variant:
         parts = [f"model={self.model}"]
         parts += [
             f"{k}={getattr(self, k)}"
-            for k in ("adapter", "engine", "base_url", "prompt", "dtype", "candidates", "temperature", "recheck")
+            for k in (
+                "adapter",
+                "engine",
+                "base_url",
+                "prompt",
+                "dtype",
+                "candidates",
+                "temperature",
+                "recheck",
+                "translator",
+            )
             if getattr(self, k) not in (None, Variant.__dataclass_fields__[k].default)
         ]
         if self.guard is not None:

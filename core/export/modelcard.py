@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from enhancer import logs
+from enhancer.enhance.enhancer import RECHECK_SAMPLES
 from enhancer.models import ASSETS_DIR, METADATA_FILE, read_metadata
 
 SHIPPED_FILES = ("adapter_config.json", "adapter_model.safetensors", METADATA_FILE, "train_metrics.json")
@@ -182,7 +183,9 @@ def model_card(info: dict, metrics: dict, evaluation: dict | None, note: str | N
             f"{', '.join(config.get('prompts', []))}, target {config.get('target')}, dtype {config.get('dtype')}.",
             "Variants: " + "; ".join(f"{name}: {what}" for name, what in config.get("variants", {}).items()) + ".",
             "Decoding, as `enhancer enhance` does by default: one rewrite greedily, several (candidates) sampled at "
-            "0.7; a repetition penalty of 1.1 on generated tokens only (the user's words are not penalised). keep "
+            "0.7; a repetition penalty of 1.1 on generated tokens only (the user's words are not penalised); the "
+            "guard shows the model only the scene of an idea that also speaks to it, and a rewrite that still echoes "
+            f"what it said is sampled {RECHECK_SAMPLES} more times (enhancer.enhance.asks, Enhancer's recheck). keep "
             "judges normal and edge prompts (an adversarial prompt's words are not facts to keep; the adversarial "
             "check below judges those) and counts a corrected spelling as kept.",
             "",
