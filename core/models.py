@@ -50,6 +50,21 @@ class ResolvedModel:
         return None
 
 
+def weights_sha256(adapter: str | Path | None) -> str | None:
+    """The SHA-256 of an adapter's weights (adapter_model.safetensors), or None when there are none: what a record
+    names an adapter by, since a path (core/assets/embedded, runs/...) may hold other weights later."""
+    import hashlib
+
+    path = Path(adapter or "", "adapter_model.safetensors")
+    if not adapter or not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def read_metadata(directory: str | Path) -> dict:
     """enhancer.json of a trained adapter or merged model; {} when there is none (a plain HF model or hub id)."""
     import json

@@ -133,6 +133,12 @@ def test_ship_embedded_copies_the_adapter_and_writes_its_card(adapter_dir, tmp_p
     record = json.loads((second / "enhancer.json").read_text())
     assert record["stage"].startswith("stage 2, trl_grpo from the stage-2 adapter (40 updates")
     assert record["started_from"] == str(adapter_dir) and record["earlier_stage2"]["rl"]["max_steps"] == 90
+    # the weights it started from, by content: the path may hold another adapter after the next ship
+    import hashlib
+
+    weights = hashlib.sha256((adapter_dir / "adapter_model.safetensors").read_bytes()).hexdigest()
+    assert record["started_from_sha256"] == weights
+    assert record["stage1_adapter_sha256"] is None  # the first phase's record (written by hand above) has none
     assert record["stage1_adapter"] == "/runs/sft/adapter" and record["pairs"] == 4
     card = model_card(record, {"losses": [1.0]}, None)
     first, then = card.index("- Stage 2: `trl_grpo` from that adapter, 90"), card.index("- Stage 2, then: `trl_grpo`")
@@ -145,6 +151,12 @@ def test_ship_embedded_copies_the_adapter_and_writes_its_card(adapter_dir, tmp_p
     record = json.loads((second / "enhancer.json").read_text())
     assert record["stage"].startswith("stage 2, trl_grpo from the stage-2 adapter") and "dpo" not in record
     assert record["stage1_adapter"] == "/sft" and record["earlier_stage2"]["dpo"]["pairs"] == 7
+    # a first phase from the SFT adapter names its weights as both the start and stage 1
+    (adapter_dir / "enhancer.json").write_text(json.dumps(info))
+    (second / "enhancer.json").unlink()
+    _record_stage2(second, str(adapter_dir), config, "compact")
+    first_phase = json.loads((second / "enhancer.json").read_text())
+    assert first_phase["stage1_adapter_sha256"] == first_phase["started_from_sha256"] == weights
     card = model_card(record, {"losses": [1.0]}, None)
     assert card.index("- Stage 2: DPO from that adapter on 7") < card.index("- Stage 2, then: `trl_grpo`")
 

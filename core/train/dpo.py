@@ -127,7 +127,7 @@ def train_dpo(
     from transformers import AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    from enhancer.models import METADATA_FILE, read_metadata
+    from enhancer.models import METADATA_FILE, read_metadata, weights_sha256
     from enhancer.prompts import build_messages
     from enhancer.train.adapters import fold_adapters, merged_policy
 
@@ -212,6 +212,7 @@ def train_dpo(
             "counts": counts,
             "traces": [str(t) for t in traces],
             "stage1_adapter": adapter,
+            "stage1_adapter_sha256": weights_sha256(adapter),
             "steps": result.global_step,
             "processes": process.world_size,
             "losses": losses,

@@ -31,7 +31,7 @@ from enhancer import logs
 from enhancer.config import RunConfig
 from enhancer.contracts import TrainContext
 from enhancer.data import load_pairs, load_prompts
-from enhancer.models import ModelNotFoundError, embedded_adapter_dir, read_metadata, resolve_model
+from enhancer.models import ModelNotFoundError, embedded_adapter_dir, read_metadata, resolve_model, weights_sha256
 from enhancer.registry import PluginError, PluginRegistry
 from enhancer.train.distributed import current_process
 from enhancer.train.rollout import Budget, Rollout, merge_summaries, rewards_by_step
@@ -219,6 +219,8 @@ STAGE2_KEYS = (
     "stage2_data",
     "earlier_stage2",
     "started_from",
+    "started_from_sha256",
+    "stage1_adapter_sha256",
     "dpo",
 )
 
@@ -247,7 +249,15 @@ def _record_stage2(checkpoint: Path, adapter: str | None, config: RunConfig, tra
         "stage1_adapter": (earlier.get("stage1_adapter") or earlier.get("dpo", {}).get("stage1_adapter"))
         if earlier
         else adapter,
+        # the weights, not only the path: `adapter: embedded` resolves to core/assets/embedded, which a later ship
+        # overwrites
+        "stage1_adapter_sha256": (
+            earlier.get("stage1_adapter_sha256") or earlier.get("dpo", {}).get("stage1_adapter_sha256")
+        )
+        if earlier
+        else weights_sha256(adapter),
         **({"started_from": adapter, "earlier_stage2": earlier} if earlier else {}),
+        "started_from_sha256": weights_sha256(adapter),
         "rl": asdict(config.rl),
         "rewards": config.rewards,
         "reward_weights": config.reward_weights,
