@@ -278,19 +278,14 @@ class Enhancer:
             else:
                 to_model.append((index, item, notes))
 
+        def build(item) -> list[dict]:
+            return build_messages(
+                item.idea, target, self.prompt_format, mode=mode, instructions=ask.instructions, context=item.context
+            )
+
         started = time.perf_counter()
         generations = self.engine.generate(
-            [
-                build_messages(
-                    item.idea,
-                    target,
-                    self.prompt_format,
-                    mode=mode,
-                    instructions=ask.instructions,
-                    context=item.context,
-                )
-                for _, item, _ in to_model
-            ],
+            [build(item) for _, item, _ in to_model],
             n=max(n, self.candidates),
             seed=seed,
             temperature=temperature,
@@ -311,14 +306,7 @@ class Enhancer:
         if self.guard and self.recheck and not stopped():
             self._recheck(
                 [(results[index], item) for index, item, _ in to_model],
-                build=lambda item: build_messages(
-                    item.idea,
-                    target,
-                    self.prompt_format,
-                    mode=mode,
-                    instructions=ask.instructions,
-                    context=item.context,
-                ),
+                build=build,
                 profile=profile,
                 common=common,
                 seed=seed,

@@ -69,32 +69,24 @@ class Variant:
             if self.guard.lower() not in SWITCH:
                 raise ValueError(f"variant {self.name}: guard must be on or off, got {self.guard!r}")
             self.guard = SWITCH[self.guard.lower()]
-        try:
-            self.candidates = int(self.candidates)
-        except ValueError as error:
-            raise ValueError(
-                f"variant {self.name}: candidates must be a whole number, got {self.candidates!r}"
-            ) from error
+        self.candidates = self._number("candidates", int, "a whole number")
         if self.candidates < 1:
             raise ValueError(f"variant {self.name}: candidates must be at least 1")
         if self.recheck is not None:
-            try:
-                self.recheck = int(self.recheck)
-            except ValueError as error:
-                raise ValueError(
-                    f"variant {self.name}: recheck must be a whole number, got {self.recheck!r}"
-                ) from error
+            self.recheck = self._number("recheck", int, "a whole number")
             if not 0 <= self.recheck <= 16:
                 raise ValueError(f"variant {self.name}: recheck must be 0 (never) to 16, got {self.recheck}")
         if self.temperature is not None:
-            try:
-                self.temperature = float(self.temperature)
-            except ValueError as error:
-                raise ValueError(
-                    f"variant {self.name}: temperature must be a number, got {self.temperature!r}"
-                ) from error
+            self.temperature = self._number("temperature", float, "a number")
             if self.temperature < 0:
                 raise ValueError(f"variant {self.name}: temperature must be >= 0, got {self.temperature}")
+
+    def _number(self, key: str, kind: type, what: str):
+        value = getattr(self, key)
+        try:
+            return kind(value)
+        except ValueError as error:
+            raise ValueError(f"variant {self.name}: {key} must be {what}, got {value!r}") from error
 
     def describe(self) -> str:
         if self.kind == "raw":
