@@ -353,6 +353,19 @@ def test_a_rewrite_that_echoes_the_instruction_is_sampled_again():
     row = Enhancer(engine, "echoing", None, None).enhance(idea)
     assert row.enhanced == CLEAN[0] and "kept sample 1 of 4, which still shows address" in row.message
 
+    # the engine fails on the second call: the first rewrite stands, and the message says why
+    class Failing(Echoing):
+        def generate(self, conversations, *, temperature=0.0, **options):
+            if temperature:
+                raise RuntimeError("the endpoint went away")
+            return super().generate(conversations, temperature=temperature, **options)
+
+    row = Enhancer(Failing(CLEAN), "failing", None, None).enhance(idea)
+    assert row.status == "ok" and row.enhanced == ECHO
+    assert (
+        "sampling again failed (recording engine failed: RuntimeError: the endpoint went away): kept it" in row.message
+    )
+
     # recheck=0, no guard, or an idea that does not speak to the model: no second call
     for options, text in (({"recheck": 0}, idea), ({"guard": False}, idea), ({}, "a cat on a windowsill")):
         engine = Echoing(CLEAN)

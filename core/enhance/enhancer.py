@@ -435,19 +435,24 @@ class Enhancer:
                 todo.append((row, item, problems, said))
         if not todo:
             return
-        generations = self.engine.generate(
-            [build(item) for _, item, _, _ in todo],
-            n=self.recheck,
-            seed=seed + 1,
-            temperature=SAMPLING_TEMPERATURE,
-            max_new_tokens=max_new_tokens,
-            **({} if should_stop is None else {"should_stop": should_stop}),
-        )
+        try:
+            generations = self.engine.generate(
+                [build(item) for _, item, _, _ in todo],
+                n=self.recheck,
+                seed=seed + 1,
+                temperature=SAMPLING_TEMPERATURE,
+                max_new_tokens=max_new_tokens,
+                **({} if should_stop is None else {"should_stop": should_stop}),
+            )
+        except Exception as error:  # the first rewrites stand: a failed recheck must not lose them
+            generations = [error] * len(todo)
         for (row, item, problems, said), generation in zip(todo, generations, strict=True):
             retry = self._to_enhancement(item.text, generation, profile, common)
-            samples = retry.variants if retry.status == "ok" else []
-            ranked = sorted((len(echoes(item, text)), k, text) for k, text in enumerate(samples))
-            if not ranked or ranked[0][0] >= len(problems):
+            if retry.status != "ok":
+                _note(row, f"{said}; sampling again failed ({retry.message}): kept it")
+                continue
+            ranked = sorted((len(echoes(item, text)), k, text) for k, text in enumerate(retry.variants))
+            if ranked[0][0] >= len(problems):
                 _note(row, f"{said}; {self.recheck} more samples did no better")
                 continue
             left, k, text = ranked[0]
