@@ -58,11 +58,9 @@ engine_option = click.option(
 )
 @click.option(
     "--recheck",
-    type=click.IntRange(0, 16),
-    default=4,
-    show_default=True,
+    type=click.IntRange(0),
     help="With the guard: a rewrite that still echoes what the idea said to the model is sampled this many more "
-    "times and the first clean sample kept (0: never). --stream shows the first rewrite as it comes and never rechecks.",
+    "times (default 4) and the first clean sample kept (0: never). --stream shows the first rewrite as it comes and never rechecks.",
 )
 @click.option("--seed", type=int, help="Sampling seed (random when left out; every row records the one used).")
 @click.option(
@@ -146,6 +144,7 @@ def enhance(
     """Enhance PROMPT, or every prompt in --input."""
     from enhancer.enhance import Enhancer
     from enhancer.enhance.batch import enhance_file
+    from enhancer.enhance.enhancer import RECHECK_MAX
     from enhancer.prompts import check_prompt
 
     if (prompt is None) == (input_path is None):
@@ -158,6 +157,8 @@ def enhance(
             check_prompt(prompt)
         except ValueError as error:
             raise click.UsageError(str(error)) from error
+    if recheck is not None and recheck > RECHECK_MAX:
+        raise click.UsageError(f"--recheck {recheck}: at most {RECHECK_MAX} (for more samples, use --candidates)")
     if stream and (prompt is None or output_path or n > 1 or candidates > 1):
         raise click.UsageError(
             "--stream prints one rewrite of one PROMPT: drop --input/--output, --n and --candidates"
@@ -178,7 +179,7 @@ def enhance(
         translator=translator,
         vlm=vlm,
         guard=guard,
-        recheck=recheck,
+        **({} if recheck is None else {"recheck": recheck}),  # None: the Enhancer's RECHECK_SAMPLES
     )
     asks = dict(lang=lang, mode=mode, instructions=instructions, passthrough_words=passthrough_words, image=image)
     options = dict(target=target, n=n, seed=seed, negative=negative, **asks)

@@ -51,6 +51,7 @@ SAMPLING_TEMPERATURE = 0.7
 # _recheck). Echo is a habit of the greedy pick: with the shipped adapter, the share of the RL ideas of
 # data/stage2/instructions.jsonl answered with a video prompt goes from 94.4% to 98.5% (docs/evaluation.md).
 RECHECK_SAMPLES = 4
+RECHECK_MAX = 16  # more samples than this is a bigger best-of-N: --candidates
 
 # The rows of a call that `should_stop` ended: what `enhancer serve` passes turns True when every client has left.
 STOPPED = "stopped before the end: should_stop() returned True (the client left; no one waits for this rewrite)"
@@ -103,8 +104,8 @@ class Enhancer:
     ):
         if candidates < 1:
             raise ValueError(f"candidates must be at least 1, got {candidates}")
-        if isinstance(recheck, bool) or not isinstance(recheck, int) or not 0 <= recheck <= 16:
-            raise ValueError(f"recheck must be a whole number from 0 (never) to 16, got {recheck!r}")
+        if isinstance(recheck, bool) or not isinstance(recheck, int) or not 0 <= recheck <= RECHECK_MAX:
+            raise ValueError(f"recheck must be a whole number from 0 (never) to {RECHECK_MAX}, got {recheck!r}")
         self.engine = engine
         self.prompt_format = prompt_format
         self.candidates = candidates

@@ -74,8 +74,12 @@ class Variant:
             raise ValueError(f"variant {self.name}: candidates must be at least 1")
         if self.recheck is not None:
             self.recheck = self._number("recheck", int, "a whole number")
-            if not 0 <= self.recheck <= 16:
-                raise ValueError(f"variant {self.name}: recheck must be 0 (never) to 16, got {self.recheck}")
+            from enhancer.enhance.enhancer import RECHECK_MAX
+
+            if not 0 <= self.recheck <= RECHECK_MAX:
+                raise ValueError(
+                    f"variant {self.name}: recheck must be 0 (never) to {RECHECK_MAX}, got {self.recheck}"
+                )
         if self.temperature is not None:
             self.temperature = self._number("temperature", float, "a number")
             if self.temperature < 0:
